@@ -44,6 +44,13 @@ import numpy as np
 from lpta import errors
 
 SUPPORTED = ('cifar10', 'cifar100', 'svhn_cropped', 'fashion_mnist', 'synthetic')
+# (image shape, number of classes) of each TFDS data set, known without loading it.
+SHAPES = {
+    'cifar10': ((32, 32, 3), 10),
+    'cifar100': ((32, 32, 3), 100),
+    'svhn_cropped': ((32, 32, 3), 10),
+    'fashion_mnist': ((28, 28, 1), 10),
+}
 
 # Where the Debian package `dataset-fashion-mnist` installs the original Fashion-MNIST files.
 DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'

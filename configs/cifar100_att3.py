@@ -1,0 +1,17 @@
+"""(VGG-att3)-concat-pc on CIFAR-100: Learn To Pay Attention, Table 1.
+
+Command:
+  python main.py --config=configs/cifar100_att3.py
+
+The official Torch network (g projected down at conv 7, BN-ReLU-Dropout head, official dropout)
+trained with SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128, 300 epochs, the rate halved
+every 25 epochs; random crops (4-pixel padding) and flips.
+
+Published: 22.97% top-1 error (paper; the official script logged 22.98%). 19,971,751 parameters.
+"""
+
+from configs import default
+
+
+def get_config():
+  return default.get_config()

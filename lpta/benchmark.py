@@ -1,0 +1,99 @@
+"""Training speed of any config on synthetic data: compile time, images/s and peak memory.
+
+  python -m lpta.benchmark --config=configs/cifar100_att3.py [--steps=20] [--config.a.b=v]
+
+Runs the real jitted train step of lpta.train (augmentation, forward, backward, SGD update, BN
+statistics) on random images of the config's data set shape, so no data set or TensorFlow is
+needed. Compile time is the first call; images/s is the median over `--steps` timed steps after
+two warm-up steps, each timed until the whole state is ready. Peak memory is the device's peak
+bytes in use where the backend reports it (GPU, TPU), else the process's peak resident set (CPU).
+"""
+
+import json
+import resource
+import time
+
+from absl import app
+from absl import flags
+import jax
+from ml_collections import config_flags
+import numpy as np
+
+from lpta import input_pipeline
+from lpta import models
+from lpta import train
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed training steps.')
+_WARMUP_STEPS = 2
+flags.mark_flags_as_required(['config'])
+
+
+def peak_memory_bytes() -> tuple[int, str]:
+  """(bytes, what was measured)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return stats['peak_bytes_in_use'], 'device peak'
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'host peak RSS'
+
+
+def benchmark(config, num_steps: int) -> dict:
+  """Times `num_steps` train steps of `config` at its global batch size."""
+  image_shape, num_classes = input_pipeline.SHAPES.get(
+      config.data.name, (tuple(config.data.synthetic_image_shape),
+                         config.data.synthetic_num_classes))
+  mesh = train.make_mesh()
+  train.validate_config(config, mesh.size)
+  model = models.create_model(config.model, num_classes, config.half_precision)
+  state = train.create_train_state(
+      jax.random.key(0), model, train.create_optimizer(config.optimizer, config.optimizer.learning_rate),
+      image_shape, mesh)
+  trainer = train.Trainer(config, mesh)
+  rng = np.random.default_rng(0)
+  batch = trainer.to_global({
+      'image': rng.integers(0, 256, (config.batch_size, *image_shape), dtype=np.uint8),
+      'label': rng.integers(0, num_classes, config.batch_size).astype(np.int32)})
+  normalisation = jax.device_put(train.Normalisation(np.full(image_shape[-1:], .5, np.float32),
+                                                     np.full(image_shape[-1:], .25, np.float32),
+                                                     None), train.replicated(mesh))
+  metrics = jax.device_put(train.TrainMetrics.empty(), train.replicated(mesh))
+  step_rng = jax.device_put(jax.random.key(1), train.replicated(mesh))
+
+  def step(state, metrics):
+    state, metrics = trainer.train_step(state, metrics, batch, normalisation, step_rng)
+    jax.block_until_ready((state, metrics))
+    return state, metrics
+
+  start = time.perf_counter()
+  state, metrics = step(state, metrics)
+  compile_seconds = time.perf_counter() - start
+  for _ in range(_WARMUP_STEPS):
+    state, metrics = step(state, metrics)
+  step_seconds = []
+  for _ in range(num_steps):
+    start = time.perf_counter()
+    state, metrics = step(state, metrics)
+    step_seconds.append(time.perf_counter() - start)
+  memory, memory_kind = peak_memory_bytes()
+  median = float(np.median(step_seconds))
+  return {
+      'device': f'{jax.device_count()} × {jax.devices()[0].device_kind}',
+      'model': config.model.name, 'width': config.model.width,
+      'image_shape': list(image_shape), 'batch_size': config.batch_size,
+      'dtype': 'bfloat16' if config.half_precision else 'float32',
+      'compile_and_first_step_s': round(compile_seconds, 2),
+      'step_s_median': round(median, 4), 'step_s_min': round(min(step_seconds), 4),
+      'step_s_max': round(max(step_seconds), 4),
+      'images_per_s': round(config.batch_size / median, 1),
+      'peak_memory_gib': round(memory / 2**30, 2), 'peak_memory_kind': memory_kind,
+      'compilations_of_train_step': trainer.train_step._cache_size(),  # pylint: disable=protected-access
+  }
+
+
+def main(argv):
+  del argv
+  print(json.dumps(benchmark(_CONFIG.value, _STEPS.value), indent=1))
+
+
+if __name__ == '__main__':
+  app.run(main)
