@@ -39,15 +39,13 @@ def peak_memory_bytes() -> tuple[int, str]:
 
 def benchmark(config, num_steps: int) -> dict:
   """Times `num_steps` train steps of `config` at its global batch size."""
-  image_shape, num_classes = input_pipeline.SHAPES.get(
-      config.data.name, (tuple(config.data.synthetic_image_shape),
-                         config.data.synthetic_num_classes))
+  image_shape, num_classes = input_pipeline.image_shape_and_classes(config.data)
   mesh = train.make_mesh()
   train.validate_config(config, mesh.size)
   model = models.create_model(config.model, num_classes, config.half_precision)
   state = train.create_train_state(
-      jax.random.key(0), model, train.create_optimizer(config.optimizer, config.optimizer.learning_rate),
-      image_shape, mesh)
+      jax.random.key(0), model,
+      train.create_optimizer(config.optimizer, config.optimizer.learning_rate), image_shape, mesh)
   trainer = train.Trainer(config, mesh)
   rng = np.random.default_rng(0)
   batch = trainer.to_global({

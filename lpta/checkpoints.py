@@ -56,7 +56,8 @@ class Checkpointer:
   accuracy. Writes are asynchronous; `close()` waits for them.
   """
 
-  def __init__(self, directory: pathlib.Path | str, keep_latest: int = 2, keep_best: int = 1):
+  def __init__(self, directory: pathlib.Path | str, keep_latest: int = 2, keep_best: int = 1,
+               read_only: bool = False):
     self.directory = pathlib.Path(directory).absolute()
     policies = [checkpoint_managers.LatestN(n=keep_latest)]
     if keep_best:
@@ -67,7 +68,7 @@ class Checkpointer:
         self.directory,
         options=ocp.CheckpointManagerOptions(
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=True, create=True))
+            enable_async_checkpointing=True, create=not read_only, read_only=read_only))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -101,9 +102,17 @@ class Checkpointer:
       raise CheckpointError(
           f'{self.directory} holds checkpoints of a different model ({mismatch}); use another '
           '--workdir, or the config that wrote them.')
-    args = {name: ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                                                        getattr(state, name)))
-            for name in items}
+    restored = self.restore_items(step, {name: getattr(state, name) for name in items})
+    return state.replace(step=restored['progress']['step'], **restored['arrays'])
+
+  def restore_items(self, step: int, targets: Mapping[str, Any]) -> dict[str, Any]:
+    """Reads only the array items named in `targets` (and `progress`) at `step`.
+
+    Each target is a pytree of arrays or jax.ShapeDtypeStruct giving the structure, shapes and
+    shardings to restore into. Returns {'arrays': {name: tree}, 'progress': {'step': int}}.
+    """
+    args = {name: ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
+            for name, target in targets.items()}
     args['progress'] = ocp.args.JsonRestore()
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**args))
@@ -112,9 +121,9 @@ class Checkpointer:
           f'cannot restore step {step} from {self.directory} ({type(error).__name__}: '
           f'{str(error).splitlines()[0]}); the checkpoint may be incomplete or from another '
           'version of the model.') from error
-    logging.info('Restored %s from %s at step %d.', ', '.join(items), self.directory, step)
-    return state.replace(step=restored['progress']['step'],
-                         **{name: restored[name] for name in items})
+    logging.info('Restored %s from %s at step %d.', ', '.join(targets), self.directory, step)
+    return {'arrays': {name: restored[name] for name in targets},
+            'progress': restored['progress']}
 
   def close(self) -> None:
     """Waits for pending writes and releases the manager."""

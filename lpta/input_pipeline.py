@@ -61,6 +61,13 @@ _STATS_CHUNK_SIZE = 1024  # Examples per chunk when accumulating statistics in f
 _NETWORK_TIMEOUT_S = 10  # How long to wait for a download server before giving up.
 
 
+def image_shape_and_classes(config: ml_collections.ConfigDict) -> tuple[tuple[int, ...], int]:
+  """(image shape (H, W, C), number of classes) of `config.data`, without loading anything."""
+  if config.name == 'synthetic':
+    return tuple(config.synthetic_image_shape), config.synthetic_num_classes
+  return SHAPES[config.name]
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """One process's shard of a data set, with statistics fitted on the whole train split.

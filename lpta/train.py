@@ -297,6 +297,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       num_train_steps=num_train_steps, writer=writer, every_steps=config.log_every_steps,
       every_secs=60)
   initial_step = int(state.step)
+  if initial_step >= num_train_steps:
+    logging.info('%s already holds the final checkpoint (step %d); nothing to train.', workdir,
+                 initial_step)
   batches = input_pipeline.train_batches(dataset.train_images, dataset.train_labels,
                                          local_batch_size, config.seed, start_step=initial_step)
   train_metrics = jax.device_put(TrainMetrics.empty(), replicated(mesh))

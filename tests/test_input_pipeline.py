@@ -382,3 +382,14 @@ def test_missing_config_field_raises_config_error():
 
   with pytest.raises(errors.ConfigError, match='random_flip'):
     input_pipeline.load(config)
+
+
+@pytest.mark.parametrize('name, shape, classes', [
+    ('cifar100', (32, 32, 3), 100), ('fashion_mnist', (28, 28, 1), 10),
+    ('synthetic', (8, 8, 3), 10)])
+def test_image_shape_and_classes_without_loading(name, shape, classes):
+  config = _data_config(name=name)
+  assert input_pipeline.image_shape_and_classes(config) == (shape, classes)
+  if name == 'synthetic':
+    dataset = input_pipeline.load(config)
+    assert (dataset.image_shape, dataset.num_classes) == (shape, classes)
