@@ -11,6 +11,7 @@ bytes in use where the backend reports it (GPU, TPU), else the process's peak re
 
 import json
 import resource
+import sys
 import time
 
 from absl import app
@@ -21,7 +22,9 @@ import numpy as np
 
 from lpta import input_pipeline
 from lpta import models
+from lpta import objectives
 from lpta import train
+from lpta.errors import ConfigError, LptaError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed training steps.')
@@ -40,13 +43,16 @@ def peak_memory_bytes() -> tuple[int, str]:
 def benchmark(config, num_steps: int) -> dict:
   """Times `num_steps` train steps of `config` at its global batch size."""
   image_shape, num_classes = input_pipeline.image_shape_and_classes(config.data)
+  if config.transfer.method in objectives.TEACHER_METHODS:
+    raise ConfigError('lpta.benchmark times a network without a teacher; run it on a config '
+                      'without one (e.g. the teacher\'s, configs/fashion_mnist_wrn.py).')
   mesh = train.make_mesh()
   train.validate_config(config, mesh.size)
   model = models.create_model(config.model, num_classes, config.half_precision)
   state = train.create_train_state(
       jax.random.key(0), model,
       train.create_optimizer(config.optimizer, config.optimizer.learning_rate), image_shape, mesh)
-  trainer = train.Trainer(config, mesh)
+  trainer = train.Trainer(config, mesh, objectives.Objective(config.transfer, 1))
   rng = np.random.default_rng(0)
   batch = trainer.to_global({
       'image': rng.integers(0, 256, (config.batch_size, *image_shape), dtype=np.uint8),
@@ -58,7 +64,7 @@ def benchmark(config, num_steps: int) -> dict:
   step_rng = jax.device_put(jax.random.key(1), train.replicated(mesh))
 
   def step(state, metrics):
-    state, metrics = trainer.train_step(state, metrics, batch, normalisation, step_rng)
+    state, metrics = trainer.train_step(state, metrics, batch, normalisation, step_rng, None)
     jax.block_until_ready((state, metrics))
     return state, metrics
 
@@ -76,7 +82,7 @@ def benchmark(config, num_steps: int) -> dict:
   median = float(np.median(step_seconds))
   return {
       'device': f'{jax.device_count()} × {jax.devices()[0].device_kind}',
-      'model': config.model.name, 'width': config.model.width,
+      'model': dict(config.model),
       'image_shape': list(image_shape), 'batch_size': config.batch_size,
       'dtype': 'bfloat16' if config.half_precision else 'float32',
       'compile_and_first_step_s': round(compile_seconds, 2),
@@ -84,13 +90,17 @@ def benchmark(config, num_steps: int) -> dict:
       'step_s_max': round(max(step_seconds), 4),
       'images_per_s': round(config.batch_size / median, 1),
       'peak_memory_gib': round(memory / 2**30, 2), 'peak_memory_kind': memory_kind,
-      'compilations_of_train_step': trainer.train_step._cache_size(),  # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      'compilations_of_train_step': trainer.train_step._cache_size(),
   }
 
 
 def main(argv):
   del argv
-  print(json.dumps(benchmark(_CONFIG.value, _STEPS.value), indent=1))
+  try:
+    print(json.dumps(benchmark(_CONFIG.value, _STEPS.value), indent=1))
+  except LptaError as error:
+    sys.exit(f'error: {error}')
 
 
 if __name__ == '__main__':

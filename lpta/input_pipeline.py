@@ -24,6 +24,8 @@ Fields of `config.data` (an `ml_collections.ConfigDict`):
   random_crop_padding: zero padding in pixels on each side before the random crop (4 for CIFAR,
     0 for no crop).
   random_flip: whether to flip images horizontally at random (False for digits).
+  train_split: the TFDS split to train on: 'train', or a subset such as 'train[:15000]' for
+    short runs (statistics are then fitted on that subset). Only 'train' for `synthetic`.
   synthetic_image_shape: (height, width, channels) of `synthetic` images.
   synthetic_num_classes: number of `synthetic` classes.
   synthetic_num_train: number of `synthetic` train examples (all processes together).
@@ -105,7 +107,7 @@ class Dataset:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError if `config` (the `config.data` sub-config) has a missing or bad value."""
   _require_fields(config, ('name', 'data_dir', 'manual_dir', 'zca', 'zca_epsilon',
-                           'random_crop_padding', 'random_flip'))
+                           'random_crop_padding', 'random_flip', 'train_split'))
   if config.name not in SUPPORTED:
     raise errors.ConfigError(
         f'config.data.name={config.name!r} is not supported; use one of {", ".join(SUPPORTED)}.')
@@ -118,7 +120,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(
         f'config.data.zca_epsilon={epsilon!r} must be a positive number when config.data.zca is '
         'set; use e.g. --config.data.zca_epsilon=0.01.')
+  if not isinstance(config.train_split, str) or not config.train_split.startswith('train'):
+    raise errors.ConfigError(
+        f'config.data.train_split={config.train_split!r} must be the train split or a slice of '
+        "it, e.g. 'train' or 'train[:15000]'.")
   if config.name == 'synthetic':
+    if config.train_split != 'train':
+      raise errors.ConfigError("config.data.train_split must be 'train' for synthetic data; set "
+                               'config.data.synthetic_num_train instead.')
     _validate_synthetic_config(config)
 
 
@@ -230,7 +239,7 @@ def _tfds_splits(
   _prepare(builder, manual_dir)
   train, test = tfds.load(
       config.name,
-      split=[tfds.split_for_jax_process('train', drop_remainder=True),
+      split=[tfds.split_for_jax_process(config.train_split, drop_remainder=True),
              tfds.split_for_jax_process('test')],
       data_dir=config.data_dir, batch_size=_READ_BATCH_SIZE, as_supervised=True, download=False)
   num_classes = builder.info.features['label'].num_classes

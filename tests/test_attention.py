@@ -55,9 +55,8 @@ def test_pc_scores_on_hand_made_input():
   np.testing.assert_allclose(result.scores, [[[.75, 7.75]]], rtol=1e-6)
   expected_map = np.exp([.75, 7.75]) / np.exp([.75, 7.75]).sum()
   np.testing.assert_allclose(result.attention_map[0, 0], expected_map, rtol=1e-6)
-  np.testing.assert_allclose(
-      result.pooled[0], expected_map[0] * np.array([1., 2.]) + expected_map[1] * np.array([3., -1.]),
-      rtol=1e-6)
+  expected_pooled = expected_map[0] * np.array([1., 2.]) + expected_map[1] * np.array([3., -1.])
+  np.testing.assert_allclose(result.pooled[0], expected_pooled, rtol=1e-6)
 
 
 def test_dp_scores_on_hand_made_input():

@@ -3,9 +3,6 @@
 import importlib
 import pathlib
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from lpta import input_pipeline
@@ -20,8 +17,8 @@ EXPECTED_PARAMETERS = {
     'cifar100_att3_before': 19_993_764,
     'cifar100_att3_after': 19_993_764,
     'cifar10_att3': 19_856_461,
+    'cifar10_wrn': 175_066,
 }
-NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'svhn_cropped': 10, 'fashion_mnist': 10}
 
 
 def _config(name):
@@ -30,8 +27,9 @@ def _config(name):
 
 def test_all_issue_configs_exist():
   assert {'cifar100_att3', 'cifar100_att3_before', 'cifar100_att3_after', 'cifar100_att2',
-          'cifar10_att2', 'cifar10_att3', 'svhn_att3', 'cifar100_vgg',
-          'quickstart'} <= set(EXPERIMENTS)
+          'cifar10_att2', 'cifar10_att3', 'svhn_att3', 'cifar100_vgg', 'quickstart',
+          'cifar10_wrn', 'cifar10_at', 'cifar100_at', 'fashion_mnist_wrn',
+          'fashion_mnist_at'} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -46,12 +44,10 @@ def test_config_validates_and_builds_its_network(name):
   config = _config(name)
   models.validate(config.model)
   input_pipeline.validate_config(config.data)
-  num_classes = NUM_CLASSES[config.data.name]
+  image_shape, num_classes = input_pipeline.image_shape_and_classes(config.data)
   model = models.create_model(config.model, num_classes, config.half_precision)
-  image_shape = (28, 28, 1) if config.data.name == 'fashion_mnist' else (32, 32, 3)
-  images = jnp.zeros((1, *image_shape))
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
-  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables['params']))
+  variables, _ = models.abstract_variables_and_outputs(model, image_shape)
+  count = models.count_parameters(variables['params'])
   if name in EXPECTED_PARAMETERS:
     assert count == EXPECTED_PARAMETERS[name]
     assert f'{count:,}' in importlib.import_module(f'configs.{name}').__doc__

@@ -21,8 +21,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _data_config(**overrides) -> ml_collections.ConfigDict:
   fields = dict(
       name='synthetic', data_dir=None, manual_dir=None, zca=False, zca_epsilon=1e-2,
-      random_crop_padding=4, random_flip=True, synthetic_image_shape=(8, 8, 3),
-      synthetic_num_classes=10, synthetic_num_train=64, synthetic_num_test=20)
+      random_crop_padding=4, random_flip=True, train_split='train',
+      synthetic_image_shape=(8, 8, 3), synthetic_num_classes=10, synthetic_num_train=64,
+      synthetic_num_test=20)
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
@@ -370,6 +371,8 @@ def test_checksums_are_relaxed_for_the_debian_directory_only(tmp_path, monkeypat
     (dict(synthetic_image_shape=(8, 8)), 'synthetic_image_shape'),
     (dict(synthetic_num_train=0), 'synthetic_num_train'),
     (dict(synthetic_num_classes=-3), 'synthetic_num_classes'),
+    (dict(name='cifar10', train_split='test'), 'train_split'),
+    (dict(train_split='train[:50%]'), "train_split must be 'train' for synthetic"),
 ])
 def test_bad_config_values_raise_config_error(overrides, expected):
   with pytest.raises(errors.ConfigError, match=expected):

@@ -17,16 +17,12 @@ CONV_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 
 
 
 def _shapes(model, image_shape=(32, 32, 3), batch=2):
-  """(parameter shapes, output shapes) without computing anything."""
-  images = jnp.zeros((batch, *image_shape))
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
-  outputs = jax.eval_shape(lambda v: model.apply(v, images, train=False), variables)
-  return variables, outputs
+  """(variable shapes, output shapes) without computing anything."""
+  return models.abstract_variables_and_outputs(model, image_shape, batch)
 
 
 def _count(model, image_shape=(32, 32, 3)):
-  variables, _ = _shapes(model, image_shape, batch=1)
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables['params']))
+  return models.count_parameters(_shapes(model, image_shape, batch=1)[0]['params'])
 
 
 def _backbone_and_fc1(in_channels=3):

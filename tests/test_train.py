@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from configs import default
 from lpta import input_pipeline
 from lpta import models
+from lpta import objectives
 from lpta import train
 from lpta.errors import CheckpointError, ConfigError
 
@@ -78,7 +79,7 @@ def test_test_metrics_count_every_example_once(tmp_path):
   np.testing.assert_allclose(test_metrics['test_accuracy'],
                              np.mean(np.argmax(logits, -1) == labels), rtol=1e-6)
   np.testing.assert_allclose(test_metrics['test_loss'],
-                             np.mean(train.cross_entropy(logits, labels)), rtol=1e-5)
+                             np.mean(objectives.cross_entropy(logits, labels)), rtol=1e-5)
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
@@ -113,7 +114,7 @@ def _run_train_steps(config, devices, num_steps):
   state = train.create_train_state(
       jax.random.key(0), models.create_model(config.model, dataset.num_classes),
       train.create_optimizer(config.optimizer, 0.05), dataset.image_shape, mesh)
-  trainer = train.Trainer(config, mesh)
+  trainer = train.Trainer(config, mesh, objectives.Objective(config.transfer, num_steps))
   normalisation = jax.device_put(train.Normalisation(dataset.mean, dataset.std, None),
                                  train.replicated(mesh))
   train_metrics = jax.device_put(train.TrainMetrics.empty(), train.replicated(mesh))
@@ -123,7 +124,7 @@ def _run_train_steps(config, devices, num_steps):
   for _ in range(num_steps):
     state, train_metrics = trainer.train_step(state, train_metrics,
                                               trainer.to_global(next(batches)), normalisation,
-                                              rng)
+                                              rng, None)
   return state, train_metrics, trainer
 
 

@@ -1,0 +1,19 @@
+"""A WRN-16-1 student on Fashion-MNIST with activation AT from a fashion_mnist_wrn teacher.
+
+Commands:
+  python main.py --config=configs/fashion_mnist_wrn.py --workdir=runs/t
+  python main.py --config=configs/fashion_mnist_at.py --config.teacher.workdir=runs/t --workdir=runs/s
+
+Same recipe as the teacher. --config.transfer.method=none trains the student alone; kd, at_kd,
+grad_at and flip_sym select the other methods (lpta/objectives.py).
+
+Expected: see the README's attention-transfer table (measured on 2 CPU cores).
+"""
+
+from configs import fashion_mnist_wrn
+
+
+def get_config():
+  config = fashion_mnist_wrn.fashion_mnist_wrn(depth=16, widen_factor=1)
+  config.transfer.method = 'at'
+  return config

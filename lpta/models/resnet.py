@@ -1,0 +1,178 @@
+"""Residual networks of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017; seed-systems §2).
+
+WideResNet is the CIFAR WRN-d-k of the AT code (§2.1): a 3×3 stem conv to 16 channels, three
+groups of n = (d − 4)/6 pre-activation basic blocks with widths ⌊16k⌋, ⌊32k⌋, ⌊64k⌋ and strides
+1, 2, 2, then BatchNorm → ReLU → global average pool → Dense.
+
+ResNet is the ImageNet ResNet-18/34 (§2.5, torchvision layout): 7×7/2 stem conv → BN → ReLU →
+3×3/2 max-pool, four groups of post-activation basic blocks with widths 64, 128, 256, 512 and
+strides 1, 2, 2, 2, then global average pool → Dense.
+
+Attention is transferred at the group outputs, returned as aux['group_activations']. Convolutions
+have no bias and pad like PyTorch (k // 2 on each side, also for stride 2). Initialisation follows
+the AT code for both networks: convolutions and the classifier kaiming-normal over fan-in,
+BatchNorm scale U(0, 1) (Torch7 style) and zero shift, zero classifier bias.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from lpta.errors import ConfigError
+
+WRN_STEM_WIDTH = 16
+WRN_GROUP_WIDTHS = (16, 32, 64)
+WRN_GROUP_STRIDES = (1, 2, 2)
+RESNET_STEM_WIDTH = 64
+RESNET_GROUP_WIDTHS = (64, 128, 256, 512)
+RESNET_STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+kaiming_normal = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+bn_scale_init = nn.initializers.uniform(1.0)
+
+
+def wrn_blocks_per_group(depth: int, field: str = 'depth') -> int:
+  """n of WRN-(6n+4)-k; ConfigError naming `field` for any other depth."""
+  if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+    raise ConfigError(f'{field}={depth!r} is not a wide-ResNet depth: it must be 6n+4 with '
+                      'n >= 1 blocks per group (10, 16, 22, 28, 40, ...).')
+  return (depth - 4) // 6
+
+
+def wrn_group_widths(widen_factor: float, field: str = 'widen_factor') -> tuple[int, ...]:
+  """(⌊16k⌋, ⌊32k⌋, ⌊64k⌋); ConfigError naming `field` if the first would be empty (k < 1/16)."""
+  if not widen_factor >= 1 / WRN_GROUP_WIDTHS[0]:
+    raise ConfigError(f'{field}={widen_factor!r} is too small: the widen factor k must be at '
+                      'least 1/16 so that every group has a channel (1 and 2 are the paper\'s).')
+  return tuple(int(width * widen_factor) for width in WRN_GROUP_WIDTHS)
+
+
+def conv(features: int, kernel_size: int, stride: int, dtype, name: str) -> nn.Conv:
+  """k×k convolution without bias, PyTorch padding k // 2: [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉, F]."""
+  return nn.Conv(features, (kernel_size, kernel_size), strides=stride, padding=kernel_size // 2,
+                 use_bias=False, kernel_init=kaiming_normal, dtype=dtype, name=name)
+
+
+def batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
+  """BatchNorm with PyTorch's momentum 0.1 (Flax 0.9) and epsilon 1e-5, scale ~ U(0, 1)."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      scale_init=bn_scale_init, dtype=dtype, name=name)
+
+
+def classifier(features, num_classes: int, dtype):
+  """Global average pool and Dense: [B, h, w, C] -> float32 logits [B, num_classes]."""
+  logits = nn.Dense(num_classes, kernel_init=kaiming_normal, dtype=dtype, name='classifier')(
+      jnp.mean(features, axis=(1, 2)))
+  return logits.astype(jnp.float32)
+
+
+class PreActivationBlock(nn.Module):
+  """WRN basic block: [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉, features].
+
+  o1 = ReLU(BN(x)); y = conv3×3(o1, stride s); o2 = ReLU(BN(y)); z = conv3×3(o2);
+  out = z + conv1×1(o1, stride s) where the shape changes, else z + x. No dropout.
+  """
+  features: int
+  stride: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    o1 = nn.relu(batch_norm(train, self.dtype, 'bn0')(x))
+    y = conv(self.features, 3, self.stride, self.dtype, 'conv0')(o1)
+    o2 = nn.relu(batch_norm(train, self.dtype, 'bn1')(y))
+    z = conv(self.features, 3, 1, self.dtype, 'conv1')(o2)
+    if x.shape[-1] != self.features or self.stride != 1:
+      return z + conv(self.features, 1, self.stride, self.dtype, 'shortcut')(o1)
+    return z + x
+
+
+class PostActivationBlock(nn.Module):
+  """ResNet-18/34 basic block: [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉, features].
+
+  out = ReLU(BN(conv3×3(ReLU(BN(conv3×3(x, stride s))))) + shortcut(x)), where the shortcut is
+  BN(conv1×1(x, stride s)) where the shape changes, else x.
+  """
+  features: int
+  stride: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    y = conv(self.features, 3, self.stride, self.dtype, 'conv0')(x)
+    y = nn.relu(batch_norm(train, self.dtype, 'bn0')(y))
+    y = batch_norm(train, self.dtype, 'bn1')(conv(self.features, 3, 1, self.dtype, 'conv1')(y))
+    if x.shape[-1] != self.features or self.stride != 1:
+      x = conv(self.features, 1, self.stride, self.dtype, 'shortcut')(x)
+      x = batch_norm(train, self.dtype, 'shortcut_bn')(x)
+    return nn.relu(y + x)
+
+
+class WideResNet(nn.Module):
+  """CIFAR WRN-depth-widen_factor of the AT code (seed-systems §2.1).
+
+  Attributes:
+    depth: 6n + 4 (n blocks per group): 16 and 40 in the paper.
+    widen_factor: k, the multiplier of the group widths 16, 32, 64 (not of the 16-channel stem).
+    num_classes: size of the logits.
+    dtype: computation dtype; parameters are always float32.
+  """
+  depth: int
+  widen_factor: float
+  num_classes: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, *, train: bool):
+    """[B, H, W, C] images -> (logits [B, num_classes], aux).
+
+    aux: 'group_activations', the three group outputs (residual sums before any BN), [B, H, W,
+    ⌊16k⌋], [B, H/2, W/2, ⌊32k⌋], [B, H/4, W/4, ⌊64k⌋] (rounded up); 'attention_maps': ().
+    """
+    blocks_per_group = wrn_blocks_per_group(self.depth)
+    x = conv(WRN_STEM_WIDTH, 3, 1, self.dtype, 'stem')(images.astype(self.dtype))
+    group_activations = []
+    for group, (width, stride) in enumerate(zip(wrn_group_widths(self.widen_factor),
+                                                WRN_GROUP_STRIDES)):
+      for block in range(blocks_per_group):
+        x = PreActivationBlock(width, stride if block == 0 else 1, self.dtype,
+                               name=f'group{group}_block{block}')(x, train=train)
+      group_activations.append(x)
+    x = nn.relu(batch_norm(train, self.dtype, 'head_bn')(x))
+    aux = {'group_activations': tuple(group_activations), 'attention_maps': ()}
+    return classifier(x, self.num_classes, self.dtype), aux
+
+
+class ResNet(nn.Module):
+  """ImageNet ResNet with post-activation basic blocks (torchvision's ResNet-18/34 layout).
+
+  Attributes:
+    stage_sizes: blocks per group: (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34
+      (RESNET_STAGE_SIZES).
+    num_classes: size of the logits.
+    dtype: computation dtype; parameters are always float32.
+  """
+  stage_sizes: Sequence[int]
+  num_classes: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, *, train: bool):
+    """[B, H, W, C] images -> (logits [B, num_classes], aux).
+
+    aux: 'group_activations', the group outputs (after each group's last ReLU), [B, H/4, W/4, 64],
+    [B, H/8, W/8, 128], ... (56², 28², 14², 7² for 224² inputs); 'attention_maps': ().
+    """
+    x = conv(RESNET_STEM_WIDTH, 7, 2, self.dtype, 'stem')(images.astype(self.dtype))
+    x = nn.relu(batch_norm(train, self.dtype, 'stem_bn')(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    group_activations = []
+    for group, (num_blocks, width) in enumerate(zip(self.stage_sizes, RESNET_GROUP_WIDTHS)):
+      for block in range(num_blocks):
+        stride = 2 if group > 0 and block == 0 else 1
+        x = PostActivationBlock(width, stride, self.dtype,
+                                name=f'group{group}_block{block}')(x, train=train)
+      group_activations.append(x)
+    aux = {'group_activations': tuple(group_activations), 'attention_maps': ()}
+    return classifier(x, self.num_classes, self.dtype), aux
