@@ -72,7 +72,8 @@ def check_matching_maps(student_activations: Sequence[jax.Array],
     raise ConfigError(f'attention transfer: the student has {len(student_activations)} transfer '
                       f'points and the teacher {len(teacher_activations)}; they must have the '
                       'same number (3 groups in a WRN, 4 in an ImageNet ResNet).')
-  for point, (student, teacher) in enumerate(zip(student_activations, teacher_activations)):
+  for point, (student, teacher) in enumerate(zip(student_activations, teacher_activations),
+                                             start=1):
     if student.shape[1:3] != teacher.shape[1:3]:
       raise ConfigError(
           f'attention transfer point {point}: the student\'s maps are '

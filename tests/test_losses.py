@@ -94,7 +94,7 @@ def test_no_gradient_flows_into_the_teacher(form):
 def test_spatial_size_mismatch_names_the_point_and_both_sizes():
   student = (jnp.zeros((2, 8, 8, 4)), jnp.zeros((2, 4, 4, 8)))
   teacher = (jnp.zeros((2, 8, 8, 16)), jnp.zeros((2, 7, 7, 32)))
-  with pytest.raises(ConfigError, match='point 1: .*4×4.*7×7.*equal size'):
+  with pytest.raises(ConfigError, match='point 2: .*4×4.*7×7.*equal size'):
     losses.check_matching_maps(student, teacher)
   with pytest.raises(ConfigError, match='4×4'):
     jax.jit(lambda s, t: losses.attention_transfer_loss(s, t, 'code', 1.)[0])(student, teacher)
