@@ -8,7 +8,7 @@ paper's width (4 to 32 channels), without dropout, on 28×28 Fashion-MNIST (prep
 the Debian package dataset-fashion-mnist when it is installed). Two epochs of SGD with a cosine
 schedule; maps of 28², 14², 7².
 
-Expected: 89.6% test top-1 in about 6.5 minutes on 2 CPU cores (measured; README, results).
+Expected: 89.6% test top-1 in about 7 minutes on 2 CPU cores (measured; README, results).
 Three epochs (--config.num_epochs=3) gave 90.8% in 9.7 minutes.
 """
 
