@@ -73,9 +73,6 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def best_step(self) -> int | None:
-    return self._manager.best_step()
-
   def save(self, step: int, state, config: ml_collections.ConfigDict,
            test_accuracy: float | None = None) -> None:
     """Starts an asynchronous save of `state` (a TrainState) at `step`."""

@@ -32,11 +32,6 @@ class Teacher(NamedTuple):
   checkpoint: str
 
 
-def _teacher_model(teacher_config: ml_collections.ConfigDict):
-  _, num_classes = input_pipeline.image_shape_and_classes(teacher_config.data)
-  return models.create_model(teacher_config.model, num_classes, teacher_config.half_precision)
-
-
 def load_teacher(workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> Teacher:
   """Restores the latest checkpoint of the run in `workdir`, replicated over `mesh`."""
   directory = pathlib.Path(workdir) / 'checkpoints'
@@ -47,8 +42,8 @@ def load_teacher(workdir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> Teache
         f'config.teacher.workdir={workdir} holds no checkpoint; train the teacher there first '
         f'(python main.py --config=<teacher config> --workdir={workdir}).')
   teacher_config = ml_collections.ConfigDict(checkpointer.saved_config(step))
-  model = _teacher_model(teacher_config)
-  image_shape, _ = input_pipeline.image_shape_and_classes(teacher_config.data)
+  image_shape, num_classes = input_pipeline.image_shape_and_classes(teacher_config.data)
+  model = models.create_model(teacher_config.model, num_classes, teacher_config.half_precision)
   abstract, _ = models.abstract_variables_and_outputs(model, image_shape)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   targets = {name: jax.tree.map(lambda x: x.update(sharding=replicated), abstract[name])
