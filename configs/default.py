@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # initialisation, data order, augmentation and dropout all derive from it
 
   config.data = data = ml_collections.ConfigDict()
-  data.name = 'cifar100'  # cifar10, cifar100, svhn_cropped, fashion_mnist or synthetic
+  data.name = 'cifar100'  # cifar10, cifar100, svhn_cropped, fashion_mnist, imagenet2012, synthetic
   # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
   data.data_dir = ml_collections.config_dict.placeholder(str)
   # Downloaded archives for offline preparation; None = <data_dir>/downloads/manual.
@@ -23,6 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.random_crop_padding = 4  # random crop after zero-padding by this many pixels; 0 = off
   data.random_flip = True  # random horizontal flips (off for digits)
   data.train_split = 'train'  # or a subset for short runs, e.g. 'train[:15000]'
+  # Side of the crops of a streamed data set (imagenet2012); None = 224. Others keep their size.
+  data.image_size = ml_collections.config_dict.placeholder(int)
   data.synthetic_image_shape = (32, 32, 3)  # only for data.name = 'synthetic' (benchmarks)
   data.synthetic_num_classes = 100
   data.synthetic_num_train = 50_000
@@ -53,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
   optimizer.decay_epochs = (60, 120, 160)  # 'multistep' only
 
   config.batch_size = 128  # global, over all devices
-  config.eval_batch_size = 500
+  config.eval_batch_size = 512  # a power of two divides any device count up to 512
   config.num_epochs = 300
   config.half_precision = False  # bfloat16 compute, float32 parameters
 

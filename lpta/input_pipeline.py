@@ -1,4 +1,9 @@
-"""Small image data sets held in host memory, batched with numpy, augmented inside the train step.
+"""Image data sets from TFDS: the config fields, their validation, and the in-memory pipeline.
+
+Small data sets (CIFAR, SVHN, Fashion-MNIST) are held in host memory, batched with numpy and
+augmented inside the train step; ImageNet is streamed from disk by lpta.streaming_input. Both
+kinds of data set offer the same methods to the train loop (`train_batches`, `eval_batches`,
+`first_test_images`).
 
 Each process loads its own shard of the train and test splits once as uint8 numpy arrays
 (`load`). `train_batches` and `eval_batches` cut them into batches deterministically, so training
@@ -12,6 +17,8 @@ TensorFlow and tensorflow_datasets are imported only when a TFDS data set is loa
 
 Fields of `config.data` (an `ml_collections.ConfigDict`):
   name: one of `SUPPORTED`. `synthetic` is random uint8 images and labels from a fixed seed.
+    Those in `STREAMED` (imagenet2012) are read from disk during training by
+    lpta.streaming_input, with their own crops; they take `random_crop_padding=0`, `zca=False`.
   data_dir: TFDS data directory; None uses TFDS's default (`$TFDS_DATA_DIR` or
     `~/tensorflow_datasets`).
   manual_dir: folder holding manually downloaded source files; None uses
@@ -24,6 +31,8 @@ Fields of `config.data` (an `ml_collections.ConfigDict`):
   random_crop_padding: zero padding in pixels on each side before the random crop (4 for CIFAR,
     0 for no crop).
   random_flip: whether to flip images horizontally at random (False for digits).
+  image_size: side of the square images of a streamed data set (None: 224 for ImageNet); must
+    be None for the others, whose images keep their size.
   train_split: the TFDS split to train on: 'train', or a subset such as 'train[:15000]' for
     short runs (statistics are then fitted on that subset). Only 'train' for `synthetic`.
   synthetic_image_shape: (height, width, channels) of `synthetic` images.
@@ -45,13 +54,17 @@ import numpy as np
 
 from lpta import errors
 
-SUPPORTED = ('cifar10', 'cifar100', 'svhn_cropped', 'fashion_mnist', 'synthetic')
-# (image shape, number of classes) of each TFDS data set, known without loading it.
+SUPPORTED = ('cifar10', 'cifar100', 'svhn_cropped', 'fashion_mnist', 'imagenet2012', 'synthetic')
+# Data sets too large for host memory, streamed by lpta.streaming_input.
+STREAMED = ('imagenet2012',)
+# (image shape, number of classes) of each TFDS data set, known without loading it; for the
+# streamed ones, the default size of their crops.
 SHAPES = {
     'cifar10': ((32, 32, 3), 10),
     'cifar100': ((32, 32, 3), 100),
     'svhn_cropped': ((32, 32, 3), 10),
     'fashion_mnist': ((28, 28, 1), 10),
+    'imagenet2012': ((224, 224, 3), 1000),
 }
 
 # Where the Debian package `dataset-fashion-mnist` installs the original Fashion-MNIST files.
@@ -67,7 +80,10 @@ def image_shape_and_classes(config: ml_collections.ConfigDict) -> tuple[tuple[in
   """(image shape (H, W, C), number of classes) of `config.data`, without loading anything."""
   if config.name == 'synthetic':
     return tuple(config.synthetic_image_shape), config.synthetic_num_classes
-  return SHAPES[config.name]
+  (height, width, channels), num_classes = SHAPES[config.name]
+  if config.name in STREAMED and config.get('image_size'):
+    height = width = config.image_size
+  return (height, width, channels), num_classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,14 +119,35 @@ class Dataset:
     """(H, W, C) of every image."""
     return self.train_images.shape[1:]
 
+  def train_batches(self, local_batch_size: int, seed: int,
+                    start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Shuffled batches of the train shard from global step `start_step` (`train_batches`)."""
+    return train_batches(self.train_images, self.train_labels, local_batch_size, seed,
+                         start_step)
+
+  def eval_batches(self, local_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """The test shard once, in padded and masked batches; as many on every process."""
+    num_batches = num_eval_batches(len(self.test_labels), local_batch_size)
+    return eval_batches(self.test_images, self.test_labels, local_batch_size, num_batches)
+
+  def first_test_images(self, count: int) -> np.ndarray:
+    """uint8 [count, H, W, C]: the first test images of this process's shard."""
+    return self.test_images[:count]
+
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError if `config` (the `config.data` sub-config) has a missing or bad value."""
   _require_fields(config, ('name', 'data_dir', 'manual_dir', 'zca', 'zca_epsilon',
-                           'random_crop_padding', 'random_flip', 'train_split'))
+                           'random_crop_padding', 'random_flip', 'image_size', 'train_split'))
   if config.name not in SUPPORTED:
     raise errors.ConfigError(
         f'config.data.name={config.name!r} is not supported; use one of {", ".join(SUPPORTED)}.')
+  if config.name in STREAMED:
+    _validate_streamed_config(config)
+  elif config.image_size is not None:
+    raise errors.ConfigError(
+        f'config.data.image_size={config.image_size!r} only applies to streamed data sets '
+        f'({", ".join(STREAMED)}); {config.name} keeps its image size, so drop the override.')
   _require_bool(config, 'zca')
   _require_bool(config, 'random_flip')
   _require_int(config, 'random_crop_padding', minimum=0)
@@ -154,6 +191,16 @@ def _require_int(config: ml_collections.ConfigDict, name: str, minimum: int) -> 
         f'--config.data.{name}=N.')
 
 
+def _validate_streamed_config(config: ml_collections.ConfigDict) -> None:
+  """A streamed data set draws its own crops on the host and has no ZCA."""
+  if config.random_crop_padding or config.zca:
+    raise errors.ConfigError(
+        f'{config.name} is streamed with random-resized crops and mean/std normalisation; set '
+        '--config.data.random_crop_padding=0 --config.data.zca=False.')
+  if config.image_size is not None:
+    _require_int(config, 'image_size', minimum=1)
+
+
 def _validate_synthetic_config(config: ml_collections.ConfigDict) -> None:
   names = ('synthetic_image_shape', 'synthetic_num_classes', 'synthetic_num_train',
            'synthetic_num_test')
@@ -185,12 +232,15 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     DataError: the data set is not prepared and cannot be prepared or downloaded.
   """
   validate_config(config)
+  if config.name in STREAMED:
+    raise ValueError(f'{config.name} does not fit in memory; load it with lpta.streaming_input '
+                     '(lpta.train.load_dataset picks the right loader).')
   if config.name == 'synthetic':
     splits, num_classes = _synthetic_splits(config), config.synthetic_num_classes
   else:
     splits, num_classes = _tfds_splits(config)
   train_images, train_labels, test_images, test_labels = splits
-  counts = _sum_over_processes(np.array([len(train_images), len(test_images)], np.int64))
+  counts = sum_over_processes(np.array([len(train_images), len(test_images)], np.int64))
   mean, std = _channel_mean_std(train_images)
   zca_matrix = _zca_matrix(train_images, mean, std, config.zca_epsilon) if config.zca else None
   dataset = Dataset(
@@ -234,9 +284,7 @@ def _tfds_splits(
   """Prepares the TFDS data set if needed and reads this process's shards of train and test."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  builder = tfds.builder(config.name, data_dir=config.data_dir)
-  manual_dir = config.manual_dir or os.path.join(builder.data_dir_root, 'downloads', 'manual')
-  _prepare(builder, manual_dir)
+  builder = prepared_builder(config)
   train, test = tfds.load(
       config.name,
       split=[tfds.split_for_jax_process(config.train_split, drop_remainder=True),
@@ -254,6 +302,22 @@ def _as_numpy(split) -> tuple[np.ndarray, np.ndarray]:
   images = np.concatenate([images for images, _ in batches])
   labels = np.concatenate([labels for _, labels in batches]).astype(np.int32)
   return images, labels
+
+
+def prepared_builder(config: ml_collections.ConfigDict):
+  """The tfds.core.DatasetBuilder of `config.data`, its data set prepared (`_prepare`)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  builder = tfds.builder(config.name, data_dir=config.data_dir)
+  manual_dir = config.manual_dir or os.path.join(builder.data_dir_root, 'downloads', 'manual')
+  _prepare(builder, manual_dir)
+  return builder
+
+
+def _source_file_names(builder) -> dict[str, str]:
+  """{url: file name in manual_dir} of the builder's registered source files."""
+  return {url: url_info.filename or os.path.basename(url)
+          for url, url_info in (builder.url_infos or {}).items()}
 
 
 def _prepare(builder, manual_dir: str) -> None:
@@ -301,8 +365,8 @@ def _guard_downloads(builder, source_dir: str, accept_local_checksums: bool) -> 
   def make_guarded_download_manager(*args, **kwargs):
     manager = make_download_manager(*args, **kwargs)
     missing_urls, local_url_infos = [], {}
-    for url, url_info in builder.url_infos.items():
-      path = os.path.join(source_dir, url_info.filename)
+    for url, file_name in _source_file_names(builder).items():
+      path = os.path.join(source_dir, file_name)
       if not os.path.isfile(path):
         missing_urls.append(url)
       elif accept_local_checksums:
@@ -331,7 +395,7 @@ def _check_reachable(urls: Sequence[str]) -> None:
 
 def _not_prepared_message(builder, manual_dir: str, error: Exception) -> str:
   """One line: what is missing, where it was looked for, and how to provide it."""
-  file_names = sorted(url_info.filename for url_info in builder.url_infos.values())
+  file_names = sorted(_source_file_names(builder).values())
   debian_hint = (' or run `apt-get install dataset-fashion-mnist`,'
                  if builder.name == 'fashion_mnist' else '')
   return (
@@ -342,7 +406,7 @@ def _not_prepared_message(builder, manual_dir: str, error: Exception) -> str:
       f'(a TFDS data dir where {builder.name} is already prepared).')
 
 
-def _sum_over_processes(tree):
+def sum_over_processes(tree):
   """Sums a pytree of numpy arrays over processes; every process gets the identical result."""
   return jax.tree.map(lambda x: x.sum(0), multihost_utils.process_allgather(tree))
 
@@ -361,7 +425,7 @@ def _channel_mean_std(train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]
   for chunk in _chunks(train_images):
     sums['sum'] += chunk.sum((0, 1, 2))
     sums['sum_sq'] += np.square(chunk).sum((0, 1, 2))
-  totals = _sum_over_processes(sums)
+  totals = sum_over_processes(sums)
   num_pixels = totals['count'] * np.prod(train_images.shape[1:3])
   mean = totals['sum'] / num_pixels
   variance = np.maximum(totals['sum_sq'] / num_pixels - np.square(mean), 0)
@@ -391,7 +455,7 @@ def _zca_matrix(train_images: np.ndarray, mean: np.ndarray, std: np.ndarray,
     flat = ((chunk - mean) / std).reshape(len(chunk), dim)
     sums['sum'] += flat.sum(0)
     sums['sum_outer'] += flat.T @ flat
-  totals = _sum_over_processes(sums)
+  totals = sum_over_processes(sums)
   pixel_mean = totals['sum'] / totals['count']
   covariance = totals['sum_outer'] / totals['count'] - np.outer(pixel_mean, pixel_mean)
   eigenvalues, eigenvectors = np.linalg.eigh(covariance)
@@ -483,14 +547,24 @@ def train_batches(images: np.ndarray, labels: np.ndarray, local_batch_size: int,
   Raises:
     ConfigError: the shard holds fewer examples than one batch.
   """
-  steps_per_epoch = len(images) // local_batch_size
-  if steps_per_epoch == 0:
+  steps_per_epoch = local_steps_per_epoch(len(images), local_batch_size, start_step)
+  return _shuffled_batches(images, labels, local_batch_size, seed, steps_per_epoch, start_step)
+
+
+def local_steps_per_epoch(num_local_examples: int, local_batch_size: int, start_step: int) -> int:
+  """Full batches in this process's train shard; checks the shard and `start_step`.
+
+  Raises:
+    ConfigError: the shard holds fewer examples than one batch.
+    ValueError: `start_step` is negative.
+  """
+  if num_local_examples < local_batch_size:
     raise errors.ConfigError(
         f'The local batch size {local_batch_size} is larger than this process\'s '
-        f'{len(images)} train examples; lower the batch size.')
+        f'{num_local_examples} train examples; lower the batch size.')
   if start_step < 0:
     raise ValueError(f'start_step={start_step} must be non-negative.')
-  return _shuffled_batches(images, labels, local_batch_size, seed, steps_per_epoch, start_step)
+  return num_local_examples // local_batch_size
 
 
 def _shuffled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
@@ -522,18 +596,18 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, local_batch_size: int,
     Dicts with `image` [b, H, W, C], `label` [b] and `mask` float32 [b].
   """
   for start in range(0, num_batches * local_batch_size, local_batch_size):
-    batch_images = images[start:start + local_batch_size]
-    yield {
-        'image': _pad(batch_images, local_batch_size),
-        'label': _pad(labels[start:start + local_batch_size], local_batch_size),
-        'mask': (np.arange(local_batch_size) < len(batch_images)).astype(np.float32),
-    }
+    end = start + local_batch_size
+    yield padded_batch({'image': images[start:end], 'label': labels[start:end]},
+                       local_batch_size)
 
 
-def _pad(array: np.ndarray, size: int) -> np.ndarray:
-  """`array` [n, ...] followed by zeros up to [size, ...]."""
-  padded = np.zeros((size, *array.shape[1:]), array.dtype)
-  padded[:len(array)] = array
+def padded_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """`batch` of n <= size examples zero-padded to `size`, with `mask` float32 [size] (1: real)."""
+  padded = {}
+  for name, array in batch.items():
+    padded[name] = np.zeros((size, *array.shape[1:]), array.dtype)
+    padded[name][:len(array)] = array
+  padded['mask'] = (np.arange(size) < len(batch['label'])).astype(np.float32)
   return padded
 
 

@@ -48,6 +48,7 @@ from lpta import input_pipeline
 from lpta import losses
 from lpta import models
 from lpta import objectives
+from lpta import streaming_input
 from lpta import summaries
 from lpta import teacher as teacher_lib
 from lpta.errors import ConfigError
@@ -250,10 +251,8 @@ class Trainer:
         local_batch)
 
   def evaluate(self, state, dataset, local_batch_size, normalisation) -> dict[str, float]:
-    num_batches = input_pipeline.num_eval_batches(len(dataset.test_labels), local_batch_size)
     eval_metrics = jax.device_put(EvalMetrics.empty(), replicated(self.mesh))
-    for batch in input_pipeline.eval_batches(dataset.test_images, dataset.test_labels,
-                                             local_batch_size, num_batches):
+    for batch in dataset.eval_batches(local_batch_size):
       eval_metrics = self.eval_step(state, eval_metrics, self.to_global(batch), normalisation)
     return {f'test_{name}': float(value) for name, value in eval_metrics.compute().items()}
 
@@ -283,6 +282,13 @@ def figure_maps(state, teacher_variables, images, normalisation, *, teacher_mode
   if len(teacher_groups) != len(student):  # e.g. a KD teacher without transfer points
     return student
   return [m for pair in zip(student, _activation_maps(teacher_groups)) for m in pair]
+
+
+def load_dataset(data_config: ml_collections.ConfigDict):
+  """`config.data`'s data set: streamed from disk (ImageNet) or held in host memory."""
+  if data_config.name in input_pipeline.STREAMED:
+    return streaming_input.load(data_config)
+  return input_pipeline.load(data_config)
 
 
 def _save_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -326,7 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   model = models.create_model(config.model, num_classes, config.half_precision)
   teacher = _load_teacher(config, mesh, model)
   workdir.mkdir(parents=True, exist_ok=True)
-  dataset = input_pipeline.load(config.data)
+  dataset = load_dataset(config.data)
   steps_per_epoch = dataset.num_train_examples // config.batch_size
   if steps_per_epoch == 0:
     raise ConfigError(f'config.batch_size={config.batch_size} is larger than the '
@@ -359,7 +365,7 @@ class _TrainLoop:
   config: ml_collections.ConfigDict
   workdir: pathlib.Path
   trainer: Trainer
-  dataset: input_pipeline.Dataset
+  dataset: input_pipeline.Dataset | streaming_input.StreamedDataset
   checkpointer: checkpoints.Checkpointer
   schedule: optax.Schedule
   steps_per_epoch: int
@@ -375,7 +381,7 @@ class _TrainLoop:
                                                        just_logging=jax.process_index() > 0)
     # The same images on every process (process 0's first test images).
     self.figure_images = multihost_utils.broadcast_one_to_all(
-        dataset.test_images[:config.num_attention_images])
+        dataset.first_test_images(config.num_attention_images))
 
   def run(self, state, num_train_steps, train_rng):
     """Trains from `state.step` to `num_train_steps`; returns (state, last test metrics)."""
@@ -388,9 +394,8 @@ class _TrainLoop:
     if initial_step >= num_train_steps:
       logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
                    self.workdir, initial_step)
-    batches = input_pipeline.train_batches(
-        self.dataset.train_images, self.dataset.train_labels,
-        config.batch_size // jax.process_count(), config.seed, start_step=initial_step)
+    batches = self.dataset.train_batches(config.batch_size // jax.process_count(), config.seed,
+                                         start_step=initial_step)
     train_rng = jax.device_put(train_rng, self.replicated)
     train_metrics = jax.device_put(self.metrics_class.empty(), self.replicated)
     test_metrics, start = {}, time.time()

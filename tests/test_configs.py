@@ -18,6 +18,7 @@ EXPECTED_PARAMETERS = {
     'cifar100_att3_after': 19_993_764,
     'cifar10_att3': 19_856_461,
     'cifar10_wrn': 175_066,
+    'imagenet_resnet': 11_689_512,
 }
 
 
@@ -29,7 +30,7 @@ def test_all_issue_configs_exist():
   assert {'cifar100_att3', 'cifar100_att3_before', 'cifar100_att3_after', 'cifar100_att2',
           'cifar10_att2', 'cifar10_att3', 'svhn_att3', 'cifar100_vgg', 'quickstart',
           'cifar10_wrn', 'cifar10_at', 'cifar100_at', 'fashion_mnist_wrn',
-          'fashion_mnist_at'} <= set(EXPERIMENTS)
+          'fashion_mnist_at', 'imagenet_resnet18_at'} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)

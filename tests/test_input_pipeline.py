@@ -2,7 +2,6 @@
 
 import gzip
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _data_config(**overrides) -> ml_collections.ConfigDict:
   fields = dict(
       name='synthetic', data_dir=None, manual_dir=None, zca=False, zca_epsilon=1e-2,
-      random_crop_padding=4, random_flip=True, train_split='train',
+      random_crop_padding=4, random_flip=True, image_size=None, train_split='train',
       synthetic_image_shape=(8, 8, 3), synthetic_num_classes=10, synthetic_num_train=64,
       synthetic_num_test=20)
   fields.update(overrides)
@@ -31,15 +30,6 @@ def _data_config(**overrides) -> ml_collections.ConfigDict:
 def _random_images(shape, seed=0) -> np.ndarray:
   """uint8 images with values in [1, 255], so zero padding is recognisable."""
   return np.random.default_rng(seed).integers(1, 256, shape, dtype=np.uint8)
-
-
-def _offline(monkeypatch):
-  """Makes every host name lookup fail, as on a machine without network."""
-
-  def fail(*args, **kwargs):
-    raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known (test)')
-
-  monkeypatch.setattr(socket, 'getaddrinfo', fail)
 
 
 def _write_fake_fashion_mnist(directory):
@@ -307,8 +297,8 @@ def test_load_under_tfds_mock_gives_cifar10_arrays(tmp_path):
   np.testing.assert_allclose(dataset.std, pixels.std(0), rtol=1e-5)
 
 
-def test_missing_data_set_offline_fails_fast_with_one_line(tmp_path, monkeypatch):
-  _offline(monkeypatch)
+@pytest.mark.usefixtures('offline')
+def test_missing_data_set_offline_fails_fast_with_one_line(tmp_path):
   config = _data_config(name='cifar100', data_dir=str(tmp_path / 'tfds'),
                         manual_dir=str(tmp_path / 'manual'))
 
@@ -325,8 +315,8 @@ def test_missing_data_set_offline_fails_fast_with_one_line(tmp_path, monkeypatch
   assert raised.value.__cause__ is not None
 
 
-def test_corrupt_file_in_manual_dir_fails_checksum(tmp_path, monkeypatch):
-  _offline(monkeypatch)
+@pytest.mark.usefixtures('offline')
+def test_corrupt_file_in_manual_dir_fails_checksum(tmp_path):
   manual_dir = tmp_path / 'manual'
   manual_dir.mkdir()
   (manual_dir / 'cifar-10-binary.tar.gz').write_bytes(b'not the CIFAR-10 archive')
@@ -339,8 +329,8 @@ def test_corrupt_file_in_manual_dir_fails_checksum(tmp_path, monkeypatch):
   assert '\n' not in str(raised.value)
 
 
+@pytest.mark.usefixtures('offline')
 def test_checksums_are_relaxed_for_the_debian_directory_only(tmp_path, monkeypatch):
-  _offline(monkeypatch)
   fake_files = _write_fake_fashion_mnist(tmp_path / 'fake')
 
   monkeypatch.setattr(input_pipeline, 'DEBIAN_FASHION_MNIST_DIR', str(tmp_path / 'no-debian'))
@@ -362,7 +352,11 @@ def test_checksums_are_relaxed_for_the_debian_directory_only(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize('overrides, expected', [
-    (dict(name='mnist'), 'cifar10, cifar100, svhn_cropped, fashion_mnist, synthetic'),
+    (dict(name='mnist'), 'cifar10, cifar100, svhn_cropped, fashion_mnist, imagenet2012, synthetic'),
+    (dict(name='cifar10', image_size=64), 'image_size=64 only applies to streamed'),
+    (dict(name='imagenet2012', random_crop_padding=4), 'random_crop_padding=0'),
+    (dict(name='imagenet2012', random_crop_padding=0, zca=True), 'zca=False'),
+    (dict(name='imagenet2012', random_crop_padding=0, image_size=0), 'image_size'),
     (dict(random_crop_padding=-1), 'random_crop_padding'),
     (dict(random_crop_padding=2.5), 'random_crop_padding'),
     (dict(zca=True, zca_epsilon=0.0), 'zca_epsilon'),
@@ -389,10 +383,13 @@ def test_missing_config_field_raises_config_error():
 
 @pytest.mark.parametrize('name, shape, classes', [
     ('cifar100', (32, 32, 3), 100), ('fashion_mnist', (28, 28, 1), 10),
-    ('synthetic', (8, 8, 3), 10)])
+    ('synthetic', (8, 8, 3), 10), ('imagenet2012', (224, 224, 3), 1000)])
 def test_image_shape_and_classes_without_loading(name, shape, classes):
   config = _data_config(name=name)
   assert input_pipeline.image_shape_and_classes(config) == (shape, classes)
+  if name == 'imagenet2012':
+    config.image_size = 96
+    assert input_pipeline.image_shape_and_classes(config) == ((96, 96, 3), classes)
   if name == 'synthetic':
     dataset = input_pipeline.load(config)
     assert (dataset.image_shape, dataset.num_classes) == (shape, classes)

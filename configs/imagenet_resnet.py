@@ -1,0 +1,39 @@
+"""An ImageNet ResNet-18 or ResNet-34: the student baseline and the teacher of the AT paper's ImageNet row.
+
+Commands (the teacher, then the student baseline):
+  python main.py --config=configs/imagenet_resnet.py --config.model.depth=34 --workdir=runs/imagenet_resnet34
+  python main.py --config=configs/imagenet_resnet.py --workdir=runs/imagenet_resnet18
+
+ImageNet is prepared once by TFDS from ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar, put
+in --config.data.manual_dir, then streamed from disk (lpta/streaming_input.py). The recipe of
+szagoruyko/attention-transfer (imagenet.py): SGD lr 0.1, momentum 0.9, weight decay 1e-4,
+batch 256, 100 epochs, the rate × 0.1 at epochs 30, 60 and 90; 224² random-resized crops and
+flips; evaluation on the 50,000 validation images (resize 256, centre crop 224), logged as
+test_accuracy and test_top5_accuracy. --config.half_precision=True computes in bfloat16;
+--config.data.image_size=128 trains on smaller crops.
+
+Published: top-1 / top-5 validation error (%) of ResNet-18: 30.4 / 10.8 (the AT code's README).
+ResNet-18 has 11,689,512 parameters, ResNet-34 21,797,672.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def imagenet_recipe(config, depth: int):
+  """The attention-transfer code's ImageNet network and schedule."""
+  config.data.name = 'imagenet2012'
+  config.data.random_crop_padding = 0  # the crops are random-resized crops, drawn by tf.data
+  config.model = ml_collections.ConfigDict(dict(name='resnet', depth=depth))
+  config.optimizer.weight_decay = 1e-4
+  config.optimizer.schedule = 'multistep'
+  config.optimizer.decay_factor = 0.1
+  config.optimizer.decay_epochs = (30, 60, 90)
+  config.batch_size = 256
+  config.num_epochs = 100
+  return config
+
+
+def get_config():
+  return imagenet_recipe(default.get_config(), depth=18)

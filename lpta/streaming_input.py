@@ -1,0 +1,263 @@
+"""ImageNet streamed from TFDS records by tf.data: random-resized crops to train, centre crops to test.
+
+ImageNet does not fit in host memory, so each process reads its own shard of the prepared TFDS
+records while training, decodes only the crop it needs, and hands uint8 batches to the train
+loop; random flips and normalisation happen inside the jitted step, as for the small data sets
+(lpta.input_pipeline). A StreamedDataset has the same methods as input_pipeline.Dataset.
+
+Preprocessing (the PyTorch recipe of the attention-transfer code, seed-systems §2.5), for
+`size` = config.data.image_size (224 by default):
+  train: a random crop covering 8% to 100% of the image with aspect ratio in [3/4, 4/3] (the
+    whole image if 10 draws fail), resized to size × size (bilinear, antialiased);
+  evaluation: the central square of side min(H, W) · 224/256, resized to size × size (the
+    same pixels as resizing the short side to 256 and cropping 224);
+  normalisation: the usual ImageNet channel mean and std (`MEAN`, `STD`), not fitted.
+
+Training is exactly resumable: epoch e reads the shard's files and shuffles its examples with
+seeds drawn from [seed, e], and example i of the epoch is cropped with the stateless seed
+(epoch seed, i). Resuming at a step inside an epoch reads (without decoding) the examples
+before it again; nothing else is repeated.
+
+The test split of ImageNet has no labels, so evaluation uses `validation` (the metrics are still
+logged as test_*).
+"""
+
+from collections.abc import Iterator
+import dataclasses
+import itertools
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from lpta import input_pipeline
+
+# The split each streamed data set is evaluated on.
+EVAL_SPLITS = {'imagenet2012': 'validation'}
+# ImageNet channel statistics of images scaled to [0, 1].
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+_CROP_AREA_RANGE = (0.08, 1.0)  # fraction of the image area covered by a train crop
+_CROP_ASPECT_RATIO_RANGE = (3 / 4, 4 / 3)
+_CROP_ATTEMPTS = 10
+_EVAL_CROP_FRACTION = 224 / 256  # side of the evaluation crop / short side of the image
+_SHUFFLE_BUFFER = 10_000  # encoded examples (~110 KB each for ImageNet) per process
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedDataset:
+  """One process's view of a streamed data set.
+
+  Attributes:
+    config: the `config.data` sub-config.
+    image_shape: (size, size, 3) of every batch image.
+    num_classes: number of classes.
+    num_train_examples: train examples over all processes (equal shards).
+    num_test_examples: evaluation examples over all processes.
+    num_local_train_examples: train examples of this process's shard.
+    num_local_test_examples: evaluation examples of this process's shard.
+    mean: float32 [3], `MEAN`.
+    std: float32 [3], `STD`.
+    zca_matrix: always None (no whitening).
+  """
+  config: ml_collections.ConfigDict = dataclasses.field(repr=False)
+  image_shape: tuple[int, int, int]
+  num_classes: int
+  num_train_examples: int
+  num_test_examples: int
+  num_local_train_examples: int
+  num_local_test_examples: int
+  mean: np.ndarray
+  std: np.ndarray
+  zca_matrix: None = None
+
+  def train_batches(self, local_batch_size: int, seed: int,
+                    start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Infinite batches of random-resized crops from global step `start_step` on.
+
+    Step s is batch s % steps_per_epoch of epoch s // steps_per_epoch, whatever step the
+    iterator started at, so a resumed run sees the batches of an uninterrupted one.
+
+    Args:
+      local_batch_size: examples per batch on this process (b).
+      seed: non-negative shuffling and cropping seed.
+      start_step: global step of the first batch.
+
+    Returns:
+      An iterator of dicts with `image` uint8 [b, size, size, 3] and `label` int32 [b].
+
+    Raises:
+      ConfigError: the shard holds fewer examples than one batch.
+    """
+    steps_per_epoch = input_pipeline.local_steps_per_epoch(self.num_local_train_examples,
+                                                           local_batch_size, start_step)
+    return self._epochs(local_batch_size, seed, steps_per_epoch, start_step)
+
+  def _epochs(self, local_batch_size, seed, steps_per_epoch, start_step):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    first_epoch, first_step = divmod(start_step, steps_per_epoch)
+    for epoch in itertools.count(first_epoch):
+      examples = self._train_epoch(_epoch_seed(seed, epoch), local_batch_size, steps_per_epoch,
+                                   first_step if epoch == first_epoch else 0)
+      yield from tfds.as_numpy(examples)
+
+  def _train_epoch(self, epoch_seed: int, local_batch_size: int, steps_per_epoch: int,
+                   first_step: int):
+    """tf.data batches of steps [first_step, steps_per_epoch) of one epoch."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    size = self.image_shape[0]
+    examples = read_shard(self.config, self.config.train_split, drop_remainder=True,
+                          shuffle_seed=epoch_seed)
+    examples = examples.shuffle(_SHUFFLE_BUFFER, seed=epoch_seed)
+    examples = examples.take(steps_per_epoch * local_batch_size)
+    examples = examples.skip(first_step * local_batch_size)
+    examples = examples.enumerate(start=first_step * local_batch_size)
+
+    def preprocess(index, example):
+      crop_seed = tf.stack([tf.constant(epoch_seed, tf.int64), index])
+      return {'image': random_resized_crop(example['image'], crop_seed, size),
+              'label': tf.cast(example['label'], tf.int32)}
+
+    examples = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    return examples.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+  def eval_batches(self, local_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """The evaluation shard once, in padded and masked batches; as many on every process.
+
+    Yields:
+      Dicts with `image` uint8 [b, size, size, 3], `label` int32 [b] and `mask` float32 [b].
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    num_batches = input_pipeline.num_eval_batches(self.num_local_test_examples, local_batch_size)
+    batches = tfds.as_numpy(self._eval_examples().batch(local_batch_size).prefetch(
+        tf.data.AUTOTUNE))
+    padding = {'image': np.zeros((0, *self.image_shape), np.uint8),
+               'label': np.zeros(0, np.int32)}
+    for batch in itertools.islice(itertools.chain(batches, itertools.repeat(padding)),
+                                  num_batches):
+      yield input_pipeline.padded_batch(batch, local_batch_size)
+
+  def first_test_images(self, count: int) -> np.ndarray:
+    """uint8 [n, size, size, 3]: the first n = min(count, shard size) evaluation crops."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    if count == 0:
+      return np.zeros((0, *self.image_shape), np.uint8)
+    return next(iter(tfds.as_numpy(self._eval_examples().batch(count))))['image']
+
+  def _eval_examples(self):
+    """tf.data examples of this process's evaluation shard, centre-cropped, in order."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    size = self.image_shape[0]
+    examples = read_shard(self.config, EVAL_SPLITS[self.config.name], drop_remainder=False)
+    return examples.map(lambda example: {'image': centre_crop(example['image'], size),
+                                         'label': tf.cast(example['label'], tf.int32)},
+                        num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_shard(config: ml_collections.ConfigDict, split: str, drop_remainder: bool,
+               shuffle_seed: int | None = None):
+  """tf.data examples of this process's part of `split`, images as encoded bytes.
+
+  Files are read in order, or shuffled with `shuffle_seed`; every process gets an equal part
+  with `drop_remainder`, else the parts differ by at most one example.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  return tfds.load(
+      config.name, split=tfds.split_for_jax_process(split, drop_remainder=drop_remainder),
+      data_dir=config.data_dir, decoders={'image': tfds.decode.SkipDecoding()},
+      shuffle_files=shuffle_seed is not None,
+      read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False),
+      download=False)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  """The file-order, shuffle and crop seed of one epoch, as in input_pipeline.train_batches."""
+  return int(np.random.default_rng([seed, epoch]).integers(2**31))
+
+
+def random_resized_crop(image_bytes, seed, size: int):
+  """Decodes a random crop of a JPEG and resizes it: uint8 [size, size, 3].
+
+  The crop covers a fraction of the image area drawn from `_CROP_AREA_RANGE` with an aspect
+  ratio from `_CROP_ASPECT_RATIO_RANGE`; if no draw fits, the whole image.
+
+  Args:
+    image_bytes: scalar tf.string, a JPEG.
+    seed: int64 [2], the stateless random seed.
+    size: side of the output.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  whole_image = tf.constant([0., 0., 1., 1.], tf.float32, [1, 1, 4])
+  offset, crop_shape, _ = tf.image.stateless_sample_distorted_bounding_box(
+      tf.image.extract_jpeg_shape(image_bytes), whole_image, seed=seed, min_object_covered=0.,
+      aspect_ratio_range=_CROP_ASPECT_RATIO_RANGE, area_range=_CROP_AREA_RANGE,
+      max_attempts=_CROP_ATTEMPTS, use_image_if_no_bounding_boxes=True)
+  return _decode_crop_and_resize(image_bytes, offset[:2], crop_shape[:2], size)
+
+
+def centre_crop(image_bytes, size: int):
+  """Decodes the central square of side `_EVAL_CROP_FRACTION` · min(H, W) of a JPEG and resizes it.
+
+  Args:
+    image_bytes: scalar tf.string, a JPEG.
+    size: side of the output.
+
+  Returns:
+    uint8 [size, size, 3].
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  image_shape = tf.image.extract_jpeg_shape(image_bytes)[:2]
+  side = tf.cast(tf.cast(tf.reduce_min(image_shape), tf.float32) * _EVAL_CROP_FRACTION, tf.int32)
+  offset = (image_shape - side) // 2
+  return _decode_crop_and_resize(image_bytes, offset, tf.stack([side, side]), size)
+
+
+def _decode_crop_and_resize(image_bytes, offset, crop_shape, size: int):
+  """Decodes only the window (offset, crop_shape) of a JPEG, resized: uint8 [size, size, 3]."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  window = tf.concat([offset, crop_shape], axis=0)
+  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+  image = tf.image.resize(image, (size, size), method='bilinear', antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def load(config: ml_collections.ConfigDict) -> StreamedDataset:
+  """Prepares a streamed data set if needed and counts each process's examples.
+
+  Args:
+    config: the `config.data` sub-config; `config.name` is in input_pipeline.STREAMED.
+
+  Raises:
+    ConfigError: a config value is invalid.
+    DataError: the data set is not prepared and cannot be prepared (for ImageNet: the original
+      ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are not in manual_dir).
+  """
+  input_pipeline.validate_config(config)
+  builder = input_pipeline.prepared_builder(config)
+  local_counts = np.array([
+      int(read_shard(config, config.train_split, drop_remainder=True).cardinality()),
+      int(read_shard(config, EVAL_SPLITS[config.name], drop_remainder=False).cardinality())])
+  counts = input_pipeline.sum_over_processes(local_counts)
+  image_shape, _ = input_pipeline.image_shape_and_classes(config)
+  dataset = StreamedDataset(
+      config=config, image_shape=image_shape,
+      num_classes=builder.info.features['label'].num_classes,
+      num_train_examples=int(counts[0]), num_test_examples=int(counts[1]),
+      num_local_train_examples=int(local_counts[0]), num_local_test_examples=int(local_counts[1]),
+      mean=MEAN, std=STD)
+  logging.info('Streaming %s: %d train / %d %s examples (%d / %d on this process), %s crops.',
+               config.name, dataset.num_train_examples, dataset.num_test_examples,
+               EVAL_SPLITS[config.name], dataset.num_local_train_examples,
+               dataset.num_local_test_examples, image_shape)
+  return dataset
