@@ -331,8 +331,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   image_shape, num_classes = input_pipeline.image_shape_and_classes(config.data)
   model = models.create_model(config.model, num_classes, config.half_precision)
   teacher = _load_teacher(config, mesh, model)
-  workdir.mkdir(parents=True, exist_ok=True)
   dataset = load_dataset(config.data)
+  workdir.mkdir(parents=True, exist_ok=True)
   steps_per_epoch = dataset.num_train_examples // config.batch_size
   if steps_per_epoch == 0:
     raise ConfigError(f'config.batch_size={config.batch_size} is larger than the '

@@ -32,7 +32,7 @@ def test_missing_cifar100_exits_fast_with_one_line_on_how_to_prepare_it(tmp_path
   assert 'manual_dir' in line
   assert 'Traceback' not in result.stderr
   assert seconds < 60
-  assert not (tmp_path / 'run' / 'checkpoints').exists()
+  assert not (tmp_path / 'run').exists()  # no empty workdir left behind
 
 
 def test_bad_config_value_exits_with_one_line(tmp_path):
