@@ -57,9 +57,6 @@ class StreamedDataset:
     num_test_examples: evaluation examples over all processes.
     num_local_train_examples: train examples of this process's shard.
     num_local_test_examples: evaluation examples of this process's shard.
-    mean: float32 [3], `MEAN`.
-    std: float32 [3], `STD`.
-    zca_matrix: always None (no whitening).
   """
   config: ml_collections.ConfigDict = dataclasses.field(repr=False)
   image_shape: tuple[int, int, int]
@@ -68,9 +65,9 @@ class StreamedDataset:
   num_test_examples: int
   num_local_train_examples: int
   num_local_test_examples: int
-  mean: np.ndarray
-  std: np.ndarray
-  zca_matrix: None = None
+  mean = MEAN  # float32 [3]; fixed, not fitted
+  std = STD  # float32 [3]
+  zca_matrix = None  # no whitening
 
   def train_batches(self, local_batch_size: int, seed: int,
                     start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -254,8 +251,7 @@ def load(config: ml_collections.ConfigDict) -> StreamedDataset:
       config=config, image_shape=image_shape,
       num_classes=builder.info.features['label'].num_classes,
       num_train_examples=int(counts[0]), num_test_examples=int(counts[1]),
-      num_local_train_examples=int(local_counts[0]), num_local_test_examples=int(local_counts[1]),
-      mean=MEAN, std=STD)
+      num_local_train_examples=int(local_counts[0]), num_local_test_examples=int(local_counts[1]))
   logging.info('Streaming %s: %d train / %d %s examples (%d / %d on this process), %s crops.',
                config.name, dataset.num_train_examples, dataset.num_test_examples,
                EVAL_SPLITS[config.name], dataset.num_local_train_examples,
