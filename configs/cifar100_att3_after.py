@@ -6,11 +6,14 @@ Command:
 As cifar100_att3_before but the local features are taken after the max-pools: maps of 16², 8², 4².
 
 Published: 22.92% top-1 error (the port's README). 19,993,764 parameters.
+
+Protocol: trains on the whole training split and reports the final test accuracy, as the
+paper did; no checkpoint is selected. --config.data.validation_split=5000 holds out the last
+5,000 training images to rank the best checkpoints instead.
 """
 
-from configs import cifar100_att3_before
-from configs import default
+from configs import ltpa
 
 
 def get_config():
-  return cifar100_att3_before.pytorch_port(default.get_config(), 'after')
+  return ltpa.pytorch_port(ltpa.get_config(), 'after')

@@ -9,22 +9,14 @@ cifar100_att3 (lr 0.1 halved every 25 epochs, 300 epochs, crops and flips). The 
 passes over the data as one "epoch"; we count one.
 
 Published: 22.62% top-1 error (the port's README). 19,993,764 parameters.
+
+Protocol: trains on the whole training split and reports the final test accuracy, as the
+paper did; no checkpoint is selected. --config.data.validation_split=5000 holds out the last
+5,000 training images to rank the best checkpoints instead.
 """
 
-from configs import default
-
-
-def pytorch_port(config, placement):
-  """The PyTorch port's architecture choices, shared by its two variants."""
-  model = config.model
-  model.projection = 'l_up'
-  model.score_bias = False
-  model.head_preactivation = False
-  model.dropout = False
-  model.bn_epsilon = 1e-5
-  model.placement = placement
-  return config
+from configs import ltpa
 
 
 def get_config():
-  return pytorch_port(default.get_config(), 'before')
+  return ltpa.pytorch_port(ltpa.get_config(), 'before')

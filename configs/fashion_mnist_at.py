@@ -12,11 +12,11 @@ than the paper's 1000: in a 117-step run, β = 1000 dominated the loss and cost 
 Expected: see the README's attention-transfer table (measured on 2 CPU cores).
 """
 
-from configs import fashion_mnist_wrn
+from configs import attention_transfer
 
 
 def get_config():
-  config = fashion_mnist_wrn.fashion_mnist_wrn(depth=16, widen_factor=1)
+  config = attention_transfer.fashion_mnist_recipe(depth=16, widen_factor=1)
   config.transfer.method = 'at'
   config.transfer.beta = 100.
   return config

@@ -13,26 +13,10 @@ fashion_mnist_at.
 Expected: see the README's attention-transfer table (measured on 2 CPU cores).
 """
 
-import ml_collections
-
-from configs import default
-
-
-def fashion_mnist_wrn(depth: int, widen_factor: float):
-  """The Fashion-MNIST recipe shared by the teacher and the student."""
-  config = default.get_config()
-  config.data.name = 'fashion_mnist'
-  config.data.random_crop_padding = 0
-  config.data.train_split = 'train[:15000]'
-  config.model = ml_collections.ConfigDict(dict(name='wrn', depth=depth,
-                                                widen_factor=widen_factor))
-  config.optimizer.schedule = 'cosine'
-  config.num_epochs = 1
-  config.eval_batch_size = 1000
-  return config
+from configs import attention_transfer
 
 
 def get_config():
-  config = fashion_mnist_wrn(depth=16, widen_factor=2)
+  config = attention_transfer.fashion_mnist_recipe(depth=16, widen_factor=2)
   config.num_epochs = 2
   return config

@@ -16,24 +16,8 @@ Published: top-1 / top-5 validation error (%) of ResNet-18: 30.4 / 10.8 (the AT 
 ResNet-18 has 11,689,512 parameters, ResNet-34 21,797,672.
 """
 
-import ml_collections
-
-from configs import default
-
-
-def imagenet_recipe(config, depth: int):
-  """The attention-transfer code's ImageNet network and schedule."""
-  config.data.name = 'imagenet2012'
-  config.data.random_crop_padding = 0  # the crops are random-resized crops, drawn by tf.data
-  config.model = ml_collections.ConfigDict(dict(name='resnet', depth=depth))
-  config.optimizer.weight_decay = 1e-4
-  config.optimizer.schedule = 'multistep'
-  config.optimizer.decay_factor = 0.1
-  config.optimizer.decay_epochs = (30, 60, 90)
-  config.batch_size = 256
-  config.num_epochs = 100
-  return config
+from configs import attention_transfer
 
 
 def get_config():
-  return imagenet_recipe(default.get_config(), depth=18)
+  return attention_transfer.imagenet_recipe(depth=18)

@@ -14,11 +14,10 @@ Published: top-1 / top-5 validation error (%) 29.3 / 10.0 with AT, against 30.4 
 ResNet-18 alone (the AT code's README; a later PyTorch rerun did not match them exactly).
 """
 
-from configs import default
-from configs import imagenet_resnet
+from configs import attention_transfer
 
 
 def get_config():
-  config = imagenet_resnet.imagenet_recipe(default.get_config(), depth=18)
+  config = attention_transfer.imagenet_recipe(depth=18)
   config.transfer.method = 'at'
   return config

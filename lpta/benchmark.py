@@ -20,10 +20,11 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from lpta import input_pipeline
-from lpta import models
+from lpta import families
 from lpta import objectives
+from lpta import sharding
 from lpta import train
+from lpta.data import preprocessing
 from lpta.errors import ConfigError, LptaError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).')
@@ -42,26 +43,30 @@ def peak_memory_bytes() -> tuple[int, str]:
 
 def benchmark(config, num_steps: int) -> dict:
   """Times `num_steps` train steps of `config` at its global batch size."""
-  image_shape, num_classes = input_pipeline.image_shape_and_classes(config.data)
-  if config.transfer.method in objectives.TEACHER_METHODS:
+  if objectives.needs_teacher(config.transfer):
     raise ConfigError('lpta.benchmark times a network without a teacher; run it on a config '
                       'without one (e.g. the teacher\'s, configs/fashion_mnist_wrn.py).')
-  mesh = train.make_mesh()
-  train.validate_config(config, mesh.size)
-  model = models.create_model(config.model, num_classes, config.half_precision)
+  mesh = sharding.make_mesh()
+  family, source = train.validate_config(config, mesh.size)
+  image_shape, num_classes = source.image_shape, source.num_classes
+  model = family.build(num_classes, families.compute_dtype(config.half_precision))
   state = train.create_train_state(
       jax.random.key(0), model,
-      train.create_optimizer(config.optimizer, config.optimizer.learning_rate), image_shape, mesh)
-  trainer = train.Trainer(config, mesh, objectives.Objective(config.transfer, 1))
+      train.create_optimizer(config.optimizer, config.optimizer.learning_rate), image_shape, mesh,
+      family)
+  objective = family.objective(config, model, image_shape)
+  trainer = train.Trainer(family, source, objective, num_train_steps=1, mesh=mesh)
   rng = np.random.default_rng(0)
   batch = trainer.to_global({
       'image': rng.integers(0, 256, (config.batch_size, *image_shape), dtype=np.uint8),
       'label': rng.integers(0, num_classes, config.batch_size).astype(np.int32)})
-  normalisation = jax.device_put(train.Normalisation(np.full(image_shape[-1:], .5, np.float32),
-                                                     np.full(image_shape[-1:], .25, np.float32),
-                                                     None), train.replicated(mesh))
-  metrics = jax.device_put(train.TrainMetrics.empty(), train.replicated(mesh))
-  step_rng = jax.device_put(jax.random.key(1), train.replicated(mesh))
+  channels = image_shape[-1:]
+  normalisation = jax.device_put(
+      preprocessing.Normalisation(np.full(channels, .5, np.float32),
+                                  np.full(channels, .25, np.float32)), sharding.replicated(mesh))
+  metrics = jax.device_put(train.train_metrics_class(objective.term_names).empty(),
+                           sharding.replicated(mesh))
+  step_rng = jax.device_put(jax.random.key(1), sharding.replicated(mesh))
 
   def step(state, metrics):
     state, metrics = trainer.train_step(state, metrics, batch, normalisation, step_rng, None)

@@ -1,128 +1,220 @@
-"""Orbax checkpoints of a training run: save, keep the latest and the best, resume, restore parts.
+"""Orbax checkpoints of a run: everything to resume it and everything to use it elsewhere.
 
-A checkpoint is a step folder under `<workdir>/checkpoints/` with separate items, so a reader can
-restore only what it needs (a teacher or an evaluator reads `params` and `batch_stats`):
+A checkpoint is a step folder under `<workdir>/checkpoints/` (a path or a URL such as gs://...)
+with separate items, so a reader restores only what it needs (`lpta.load_run` reads the
+network and its input statistics, never the optimiser state):
 
-  params, batch_stats, opt_state   pytrees (Orbax StandardSave)
+  params, batch_stats, opt_state   pytrees (Orbax StandardSave); batch_stats only if the model
+                                   has any
+  normalisation                    {'mean', 'std'[, 'zca_matrix']}: the input statistics
   progress                         JSON {'step': int}
   config                           JSON, the run's resolved config
+  dataset                          JSON {'name', 'image_shape', 'class_names'}
+  metrics                          JSON, the evaluation metrics at that step (Orbax's item)
 
-The test accuracy passed to `save` ranks checkpoints for "keep the best N".
+The `keep_latest` newest checkpoints are kept, and the `keep_best` ones with the highest
+validation accuracy; the validation accuracy is written with each checkpoint, so a resumed run
+still knows which checkpoints are the best. Checkpoints saved without it (no validation split,
+or an interrupted run) are kept only while they are among the newest.
 """
 
 import json
-import pathlib
+import math
 from typing import Any, Mapping
 
 from absl import logging
+from etils import epath
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from lpta.data import preprocessing
 from lpta.errors import CheckpointError
 
-ARRAY_ITEMS = ('params', 'batch_stats', 'opt_state')
-# Config fields that define what the saved arrays are; resuming with any other value is refused.
-MODEL_DEFINING_FIELDS = ('model', 'data.name', 'half_precision')
+TRAIN_STATE_ITEMS = ('params', 'batch_stats', 'opt_state')
+JSON_ITEMS = ('progress', 'config', 'dataset')
+BEST_METRIC = 'validation_accuracy'
+# Config fields that may change when a run resumes: how it is logged, evaluated and stored, and
+# where its data lives. Any other change (model, data, schedule, seed, ...) is refused.
+RESUMABLE_CHANGES = ('eval_batch_size', 'eval_every_epochs', 'log_every_steps',
+                     'keep_checkpoints', 'keep_best_checkpoints', 'num_attention_images',
+                     'data.data_dir', 'data.manual_dir', 'teacher.workdir')
 
 
-def _nested_get(config: Mapping[str, Any], dotted: str):
-  for key in dotted.split('.'):
-    config = config[key]
-  return config
+def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
 
 
-def describe_model_mismatch(saved_config: Mapping[str, Any],
-                            config: ml_collections.ConfigDict) -> str | None:
-  """Returns 'field: saved vs now' for the first model-defining difference, or None."""
-  current = json.loads(config.to_json_best_effort())
-  for field in MODEL_DEFINING_FIELDS:
-    saved_value, current_value = _nested_get(saved_config, field), _nested_get(current, field)
-    if isinstance(saved_value, dict):
-      for key in sorted(set(saved_value) | set(current_value)):
-        if saved_value.get(key) != current_value.get(key):
-          return (f'config.{field}.{key} is {saved_value.get(key)!r} in the checkpoint and '
-                  f'{current_value.get(key)!r} now')
-    elif saved_value != current_value:
-      return f'config.{field} is {saved_value!r} in the checkpoint and {current_value!r} now'
+def describe_config_change(saved_config: Mapping[str, Any],
+                           config: ml_collections.ConfigDict) -> str | None:
+  """'config.x is A in the checkpoint and B now' for the first field that a resumed run may
+  not change (any but RESUMABLE_CHANGES), or None."""
+  saved = _flatten(saved_config)
+  current = _flatten(json.loads(config.to_json_best_effort()))
+  for field in sorted(set(saved) | set(current)):
+    if field in RESUMABLE_CHANGES or saved.get(field) == current.get(field):
+      continue
+    return (f'config.{field} is {_shown(saved, field)} in the checkpoint and '
+            f'{_shown(current, field)} now')
   return None
 
 
-class Checkpointer:
-  """Saves and restores training state under `directory` with an Orbax CheckpointManager.
+def _shown(flat_config: Mapping[str, Any], field: str) -> str:
+  return repr(flat_config[field]) if field in flat_config else 'absent'
 
-  Keeps the `keep_latest` most recent checkpoints and the `keep_best` ones with the highest test
-  accuracy. Writes are asynchronous; `close()` waits for them.
+
+def _first_line(error: Exception) -> str:
+  lines = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {lines[0] if lines else ""}'
+
+
+class Checkpointer:
+  """Saves and restores a run's checkpoints under `directory` with an Orbax CheckpointManager.
+
+  Writes are asynchronous; `close()` waits for them. `read_only` never creates or deletes
+  anything.
   """
 
-  def __init__(self, directory: pathlib.Path | str, keep_latest: int = 2, keep_best: int = 1,
+  def __init__(self, directory: epath.PathLike, keep_latest: int = 2, keep_best: int = 1,
                read_only: bool = False):
-    self.directory = pathlib.Path(directory).absolute()
+    self.directory = epath.Path(directory)
+    if not read_only and '://' not in str(directory):
+      self.directory = self.directory.absolute()
     policies = [checkpoint_managers.LatestN(n=keep_latest)]
     if keep_best:
       policies.append(checkpoint_managers.BestN(
-          get_metric_fn=lambda metrics: metrics['test_accuracy'], n=keep_best,
+          get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=keep_best,
           keep_checkpoints_without_metrics=False))
+    # best_fn makes Orbax write the metrics with each checkpoint (and read them back on resume);
+    # without it the best checkpoint would be forgotten, then deleted.
+    tracks_best = bool(keep_best) or read_only
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=True, create=not read_only, read_only=read_only))
+            best_fn=(lambda metrics: metrics[BEST_METRIC]) if tracks_best else None,
+            best_mode='max', enable_async_checkpointing=True, create=not read_only,
+            read_only=read_only))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state, config: ml_collections.ConfigDict,
-           test_accuracy: float | None = None) -> None:
-    """Starts an asynchronous save of `state` (a TrainState) at `step`."""
-    items = {name: ocp.args.StandardSave(getattr(state, name)) for name in ARRAY_ITEMS}
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def best_step(self) -> int | None:
+    """The step with the highest validation accuracy, or None if no checkpoint has one."""
+    scored = [(self._manager.metrics(step) or {}).get(BEST_METRIC) for step in self.all_steps()]
+    candidates = [(score, step) for score, step in zip(scored, self.all_steps())
+                  if score is not None]
+    return max(candidates)[1] if candidates else None
+
+  def resolve_step(self, step: str | int) -> int:
+    """'latest', 'best' or a step number -> a step that has a checkpoint (CheckpointError if
+    not)."""
+    steps = self.all_steps()
+    if step == 'latest':
+      resolved = self.latest_step()
+    elif step == 'best':
+      resolved = self.best_step()
+      if resolved is None and steps:
+        raise CheckpointError(
+            f'{self.directory} has no checkpoint ranked by {BEST_METRIC} (the run had no '
+            'validation split); use step=latest or a step number.')
+    else:
+      resolved = int(step) if int(step) in steps else None
+    if resolved is None:
+      available = ', '.join(map(str, steps)) or 'none'
+      raise CheckpointError(f'{self.directory} holds no checkpoint for step={step!r} (steps: '
+                            f'{available}); train the run first or pick another step.')
+    return resolved
+
+  def save(self, step: int, state, config: ml_collections.ConfigDict, dataset: dict[str, Any],
+           normalisation, metrics: dict[str, float] | None = None) -> None:
+    """Starts an asynchronous save of `state` (a TrainState) at `step`.
+
+    dataset: JSON-able {'name', 'image_shape', 'class_names'}; normalisation: the input
+    statistics (lpta.data.preprocessing.Normalisation); metrics: the evaluation metrics, which
+    rank the checkpoint among the best when they hold BEST_METRIC.
+    """
+    items = {name: ocp.args.StandardSave(getattr(state, name)) for name in TRAIN_STATE_ITEMS
+             if jax.tree.leaves(getattr(state, name))}
+    items['normalisation'] = ocp.args.StandardSave(_normalisation_tree(normalisation))
     items['progress'] = ocp.args.JsonSave({'step': step})
     items['config'] = ocp.args.JsonSave(json.loads(config.to_json_best_effort()))
-    metrics = None if test_accuracy is None else {'test_accuracy': test_accuracy}
+    items['dataset'] = ocp.args.JsonSave(dataset)
+    if metrics is not None and BEST_METRIC not in metrics:
+      metrics = None  # Orbax ranks every checkpoint with metrics; these cannot be ranked.
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
 
-  def saved_config(self, step: int) -> dict[str, Any]:
-    """The config saved with the checkpoint at `step`."""
-    return self._manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+  def read_json(self, step: int, name: str) -> dict[str, Any]:
+    """The JSON item `name` ('progress', 'config' or 'dataset') at `step`."""
+    try:
+      return self._manager.restore(
+          step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
+    except Exception as error:  # pylint: disable=broad-except
+      raise CheckpointError(f'cannot read {name} of step {step} in {self.directory} '
+                            f'({_first_line(error)}).') from error
 
-  def restore(self, step: int, state, config: ml_collections.ConfigDict,
-              items: tuple[str, ...] = ARRAY_ITEMS):
-    """Returns `state` with `items` and its step restored from the checkpoint at `step`.
-
-    `state` gives the structure, shapes and shardings to restore into. A checkpoint written for a
-    different model is refused with a CheckpointError before any array is read.
-    """
-    mismatch = describe_model_mismatch(self.saved_config(step), config)
-    if mismatch:
-      raise CheckpointError(
-          f'{self.directory} holds checkpoints of a different model ({mismatch}); use another '
-          '--workdir, or the config that wrote them.')
-    restored = self.restore_items(step, {name: getattr(state, name) for name in items})
-    return state.replace(step=restored['progress']['step'], **restored['arrays'])
+  def has_item(self, step: int, name: str) -> bool:
+    return (self.directory / str(step) / name).exists()
 
   def restore_items(self, step: int, targets: Mapping[str, Any]) -> dict[str, Any]:
-    """Reads only the array items named in `targets` (and `progress`) at `step`.
+    """Reads the array items named in `targets` at `step`.
 
     Each target is a pytree of arrays or jax.ShapeDtypeStruct giving the structure, shapes and
-    shardings to restore into. Returns {'arrays': {name: tree}, 'progress': {'step': int}}.
+    shardings to restore into. Raises CheckpointError (the cause chained) if one cannot be read.
     """
     args = {name: ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
             for name, target in targets.items()}
-    args['progress'] = ocp.args.JsonRestore()
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**args))
-    except (ValueError, KeyError, FileNotFoundError) as error:
+    except Exception as error:  # pylint: disable=broad-except
       raise CheckpointError(
-          f'cannot restore step {step} from {self.directory} ({type(error).__name__}: '
-          f'{str(error).splitlines()[0]}); the checkpoint may be incomplete or from another '
-          'version of the model.') from error
+          f'cannot restore step {step} from {self.directory} ({_first_line(error)}); the '
+          'checkpoint may be damaged or from another version of the model.') from error
     logging.info('Restored %s from %s at step %d.', ', '.join(targets), self.directory, step)
-    return {'arrays': {name: restored[name] for name in targets},
-            'progress': restored['progress']}
+    return {name: restored[name] for name in targets}
+
+  def restore_state(self, step: int, state):
+    """`state` (a TrainState giving structure, shapes and shardings) restored from `step`."""
+    targets = {name: getattr(state, name) for name in TRAIN_STATE_ITEMS
+               if jax.tree.leaves(getattr(state, name))}
+    restored = self.restore_items(step, targets)
+    return state.replace(step=self.read_json(step, 'progress')['step'], **restored)
+
+  def reload(self) -> None:
+    """Re-reads the step folders after they changed on disk."""
+    self._manager.reload()
 
   def close(self) -> None:
     """Waits for pending writes and releases the manager."""
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _normalisation_tree(normalisation) -> dict[str, Any]:
+  tree = {'mean': normalisation.mean, 'std': normalisation.std}
+  if normalisation.zca_matrix is not None:
+    tree['zca_matrix'] = normalisation.zca_matrix
+  return tree
+
+
+def restore_normalisation(checkpointer: Checkpointer, step: int, image_shape, zca: bool,
+                          sharding):
+  """The Normalisation saved at `step`, restored into `sharding` (from the dataset JSON's image
+  shape and whether the run used ZCA)."""
+  channels, dim = image_shape[-1], math.prod(image_shape)
+  target = {'mean': jax.ShapeDtypeStruct((channels,), 'float32', sharding=sharding),
+            'std': jax.ShapeDtypeStruct((channels,), 'float32', sharding=sharding)}
+  if zca:
+    target['zca_matrix'] = jax.ShapeDtypeStruct((dim, dim), 'float32', sharding=sharding)
+  tree = checkpointer.restore_items(step, {'normalisation': target})['normalisation']
+  return preprocessing.Normalisation(tree['mean'], tree['std'], tree.get('zca_matrix'))

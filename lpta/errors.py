@@ -19,3 +19,7 @@ class DataError(LptaError):
 
 class CheckpointError(LptaError):
   """A checkpoint is missing, unreadable, or belongs to a different model."""
+
+
+class TrainingDiverged(LptaError):
+  """The training loss became NaN or infinite."""

@@ -127,11 +127,28 @@ def attention_transfer_loss(student_activations: Sequence[jax.Array],
   return sum(per_point, jnp.zeros((), jnp.float32)), per_point
 
 
+def distillation_divergence(student_logits, teacher_logits, temperature):
+  """T² · mean_b KL(q_T ‖ p_S), with p_S = softmax(s/T), q_T = softmax(t/T) and
+  KL(q ‖ p) = Σ_k q_k (log q_k − log p_k) summed over classes.
+
+  Args:
+    student_logits: [B, K].
+    teacher_logits: [B, K] (constants: no gradient flows).
+    temperature: T.
+  Returns:
+    float32 scalar.
+  """
+  student_log_probs = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature)
+  teacher_log_probs = jax.nn.log_softmax(
+      jax.lax.stop_gradient(teacher_logits.astype(jnp.float32)) / temperature)
+  kl = jnp.sum(jnp.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
+  return temperature**2 * jnp.mean(kl)
+
+
 def distillation_loss(student_logits, teacher_logits, labels, temperature, alpha):
   """Hinton knowledge distillation with the AT code's weighting (after its fix, PR #30).
 
-  L = α · T² · mean_b KL(q_T ‖ p_S) + (1 − α) · mean_b CE(s, y), with p_S = softmax(s/T),
-  q_T = softmax(t/T) and KL(q ‖ p) = Σ_k q_k (log q_k − log p_k) summed over classes.
+  L = α · distillation_divergence(s, t, T) + (1 − α) · mean_b CE(s, y).
 
   Args:
     student_logits: [B, K].
@@ -142,14 +159,10 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature, alpha
   Returns:
     float32 scalar.
   """
-  student_logits = student_logits.astype(jnp.float32)
-  teacher_logits = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
-  student_log_probs = jax.nn.log_softmax(student_logits / temperature)
-  teacher_log_probs = jax.nn.log_softmax(teacher_logits / temperature)
-  kl = jnp.sum(jnp.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
-  log_probs = jax.nn.log_softmax(student_logits)
+  log_probs = jax.nn.log_softmax(student_logits.astype(jnp.float32))
   cross_entropy = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
-  return alpha * temperature**2 * jnp.mean(kl) + (1 - alpha) * jnp.mean(cross_entropy)
+  return (alpha * distillation_divergence(student_logits, teacher_logits, temperature)
+          + (1 - alpha) * jnp.mean(cross_entropy))
 
 
 def decayed_beta(beta, step, num_steps, schedule: str):

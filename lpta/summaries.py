@@ -4,9 +4,9 @@ A figure is a grid with one row per image and the columns L1, ..., Ln, original 
 TensorBoard through a CLU writer and to `<workdir>/attention/step_<step>.png`.
 """
 
-import pathlib
 from typing import Sequence
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,17 +25,11 @@ def jet(values: np.ndarray) -> np.ndarray:
   return np.clip(1.5 - np.abs(4. * (values - centres)), 0., 1.)
 
 
-def map_to_unit_range(attention_maps: np.ndarray, normalisation: str) -> np.ndarray:
-  """Maps [N, h, w] to display values in [0, 1].
-
-  Softmax maps sum to one, so their values depend on the map size: each is min-max scaled per
-  image. Sigmoid maps are already gates in (0, 1) and are shown as they are.
-  """
-  if normalisation == 'sigmoid':
-    return attention_maps
-  low = attention_maps.min(axis=(1, 2), keepdims=True)
-  high = attention_maps.max(axis=(1, 2), keepdims=True)
-  return (attention_maps - low) / np.maximum(high - low, 1e-12)
+def min_max_scale(maps):
+  """Each map of [N, h, w] scaled to [0, 1] by its own minimum and maximum (numpy or jax)."""
+  low = maps.min(axis=(1, 2), keepdims=True)
+  high = maps.max(axis=(1, 2), keepdims=True)
+  return (maps - low) / jnp.maximum(high - low, 1e-12)
 
 
 def upsample(attention_maps: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -45,14 +39,12 @@ def upsample(attention_maps: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.asarray(resized)
 
 
-def overlay_grid(images: np.ndarray, attention_maps: Sequence[np.ndarray],
-                 normalisation: str) -> np.ndarray:
+def overlay_grid(images: np.ndarray, attention_maps: Sequence[np.ndarray]) -> np.ndarray:
   """The figure: rows = images, columns = L1..Ln overlays then the original.
 
   Args:
     images: uint8 [N, H, W, C] with C = 1 or 3, as stored in the data set.
-    attention_maps: one [N, h_s, w_s] array per level, L1 first.
-    normalisation: 'softmax' or 'sigmoid', how the maps were computed.
+    attention_maps: one [N, h_s, w_s] array per level, L1 first, with values in [0, 1].
   Returns:
     float32 [N·T, (n + 1)·T, 3] in [0, 1], where T = H enlarged to at least MIN_TILE_SIZE.
   """
@@ -60,8 +52,7 @@ def overlay_grid(images: np.ndarray, attention_maps: Sequence[np.ndarray],
   rgb = np.broadcast_to(images.astype(np.float32) / 255., (num_images, height, width, 3))
   columns = []
   for attention_map in attention_maps:
-    heat = jet(upsample(map_to_unit_range(np.asarray(attention_map, np.float32), normalisation),
-                        height, width))
+    heat = jet(upsample(np.asarray(attention_map, np.float32), height, width))
     columns.append((1. - HEATMAP_WEIGHT) * rgb + HEATMAP_WEIGHT * heat)
   columns.append(rgb)
   grid = np.concatenate([np.concatenate(list(column), axis=0) for column in columns], axis=1)
@@ -69,16 +60,16 @@ def overlay_grid(images: np.ndarray, attention_maps: Sequence[np.ndarray],
   return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1).astype(np.float32)
 
 
-def save_png(path: pathlib.Path, grid: np.ndarray) -> None:
-  """Writes a [H, W, 3] float image in [0, 1] as an 8-bit PNG."""
+def save_png(path: epath.PathLike, grid: np.ndarray) -> None:
+  """Writes a [H, W, 3] float image in [0, 1] as an 8-bit PNG to a path or URL."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(np.round(grid * 255.).astype(np.uint8)).save(path)
+  with path.open('wb') as file:
+    Image.fromarray(np.round(grid * 255.).astype(np.uint8)).save(file, format='PNG')
 
 
-def write_attention_figure(writer, workdir: pathlib.Path, step: int, images: np.ndarray,
-                           attention_maps: Sequence[np.ndarray], normalisation: str) -> None:
-  """Writes the overlay figure to TensorBoard (`attention_maps`) and as a PNG under workdir."""
-  grid = overlay_grid(images, attention_maps, normalisation)
+def write_figure(writer, workdir: epath.PathLike, step: int, grid: np.ndarray) -> None:
+  """Writes a figure to TensorBoard (`attention_maps`) and as a PNG under workdir."""
   writer.write_images(step, {'attention_maps': grid[None]})
-  save_png(pathlib.Path(workdir) / 'attention' / f'step_{step:08d}.png', grid)
+  save_png(epath.Path(workdir) / 'attention' / f'step_{step:08d}.png', grid)

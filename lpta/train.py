@@ -4,7 +4,11 @@ The train state is replicated on every device and each batch is sharded along th
 same code runs on one CPU, several GPUs and a multi-host TPU pod, and BatchNorm statistics are
 computed over the global batch. Entry point: `train_and_evaluate(config, workdir)`.
 
-Top-level fields of the config (the others are documented in lpta.models and lpta.input_pipeline):
+The loop knows models, data and losses only through their interfaces: the model family
+(lpta.families), the data source (lpta.data) and the objective (lpta.objectives).
+
+Top-level fields of the config (the others are documented in lpta.families, lpta.data and
+lpta.objectives):
   seed: drives initialisation, data order, augmentation and dropout; a run is a function of it.
   batch_size, eval_batch_size: global batch sizes; both must be divisible by the device count.
   num_epochs: length of training.
@@ -14,19 +18,25 @@ Top-level fields of the config (the others are documented in lpta.models and lpt
       'multistep': × `decay_factor` at each epoch in `decay_epochs`;
       'cosine': cosine decay to zero over training; 'constant'.
   half_precision: bfloat16 computation with float32 parameters, optimiser state and BN statistics.
-  eval_every_epochs: evaluate, write attention figures and checkpoint every this many epochs.
-  log_every_steps: write training scalars every this many steps.
-  keep_checkpoints, keep_best_checkpoints: how many latest and best-test-accuracy checkpoints
-    are kept.
-  num_attention_images: test images in the attention figures (0 turns them off).
-  transfer, teacher: the training objective and, for attention transfer, the teacher's workdir
-    (lpta.objectives).
+  eval_every_epochs: evaluate, write figures and checkpoint every this many epochs.
+  log_every_steps: write training scalars (and check that the loss is finite) this often.
+  keep_checkpoints, keep_best_checkpoints: how many latest checkpoints are kept, and how many
+    best by validation accuracy (only with a validation split, config.data.validation_split).
+  num_attention_images: test images in the figures (0 turns them off).
+  transfer, teacher: the training objective and, for attention transfer, the teacher's workdir.
+
+A run resumes from the latest intact checkpoint in its workdir. It refuses to resume with another
+model, data, schedule or seed (lpta.checkpoints.RESUMABLE_CHANGES lists what may change), stops
+at the first logging step whose loss is not finite, and saves a checkpoint when interrupted
+(Ctrl-C), after the step in flight.
 """
 
 import dataclasses
 import functools
 import json
-import pathlib
+import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -34,6 +44,7 @@ from absl import logging
 from clu import metric_writers
 from clu import metrics
 from clu import periodic_actions
+from etils import epath
 import flax
 from flax.training import train_state
 import jax
@@ -44,20 +55,20 @@ import numpy as np
 import optax
 
 from lpta import checkpoints
-from lpta import input_pipeline
-from lpta import losses
-from lpta import models
+from lpta import data
+from lpta import families
 from lpta import objectives
-from lpta import streaming_input
+from lpta import runs
+from lpta import sharding
 from lpta import summaries
-from lpta import teacher as teacher_lib
-from lpta.errors import ConfigError
+from lpta.data import preprocessing
+from lpta.errors import CheckpointError, ConfigError, TrainingDiverged
 
 SCHEDULES = ('step', 'multistep', 'cosine', 'constant')
 
 
 class TrainState(train_state.TrainState):
-  batch_stats: Any
+  batch_stats: Any  # {} for a model without BatchNorm
 
 
 @flax.struct.dataclass
@@ -74,30 +85,19 @@ def train_metrics_class(term_names: tuple[str, ...]) -> type[metrics.Collection]
                              **{name: metrics.Average.from_output(name) for name in term_names})
 
 
-@flax.struct.dataclass
-class EvalMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  accuracy: metrics.Accuracy
-  top5_accuracy: metrics.Average.from_output('top5_correct')
-
-
-@flax.struct.dataclass
-class Normalisation:
-  """Input statistics fitted on the training split (see input_pipeline.normalise)."""
-  mean: jax.Array
-  std: jax.Array
-  zca_matrix: jax.Array | None
-
-
-def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ConfigError for a bad value, before any data is read or anything compiles."""
-  models.validate(config.model)
-  input_pipeline.validate_config(config.data)
+def validate_config(config: ml_collections.ConfigDict,
+                    num_devices: int) -> tuple[families.Family, data.Source]:
+  """The run's family and data source; ConfigError for a bad value, before anything is read."""
+  family = families.get(config.model)
+  source = data.get(config.data)
   objectives.validate(config)
   for field in ('batch_size', 'eval_batch_size', 'num_epochs', 'eval_every_epochs',
-                'log_every_steps'):
+                'log_every_steps', 'keep_checkpoints'):
     if not isinstance(config[field], int) or config[field] < 1:
       raise ConfigError(f'config.{field}={config[field]!r} must be a positive integer.')
+  if not isinstance(config.keep_best_checkpoints, int) or config.keep_best_checkpoints < 0:
+    raise ConfigError(f'config.keep_best_checkpoints={config.keep_best_checkpoints!r} must be '
+                      'an integer >= 0.')
   for field in ('batch_size', 'eval_batch_size'):
     if config[field] % num_devices:
       raise ConfigError(
@@ -114,6 +114,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   if not 0 <= optimizer.momentum < 1 or optimizer.weight_decay < 0:
     raise ConfigError('config.optimizer.momentum must lie in [0, 1) and '
                       'config.optimizer.weight_decay must be >= 0.')
+  return family, source
 
 
 def learning_rate_schedule(optimizer_config: ml_collections.ConfigDict,
@@ -142,302 +143,439 @@ def create_optimizer(optimizer_config: ml_collections.ConfigDict,
                 nesterov=optimizer_config.nesterov))
 
 
-def make_mesh(devices=None) -> jax.sharding.Mesh:
-  """A 1-D ('data',) mesh over `devices` (all devices by default)."""
-  devices = jax.devices() if devices is None else devices
-  return jax.sharding.Mesh(np.asarray(devices), ('data',))
-
-
-def replicated(mesh):
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-
-def batch_sharded(mesh):
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-
-
-def create_train_state(rng, model, tx, image_shape, mesh) -> TrainState:
+def create_train_state(rng, model, tx, image_shape, mesh,
+                       family: families.Family) -> TrainState:
   """Initialises parameters and optimiser state, replicated over `mesh`."""
 
   def init():
-    variables = model.init({'params': rng, 'dropout': rng}, jnp.zeros((1, *image_shape)),
+    variables = model.init({'params': rng, **family.rngs(rng)}, jnp.zeros((1, *image_shape)),
                            train=False)
     return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
                              batch_stats=variables.get('batch_stats', {}))
 
   abstract = jax.eval_shape(init)
-  return jax.jit(init, out_shardings=jax.tree.map(lambda _: replicated(mesh), abstract))()
+  return jax.jit(init, out_shardings=jax.tree.map(lambda _: sharding.replicated(mesh),
+                                                  abstract))()
+
+
+def _model_variables(state: TrainState, params) -> dict[str, Any]:
+  if state.batch_stats:
+    return {'params': params, 'batch_stats': state.batch_stats}
+  return {'params': params}
 
 
 def train_step(state: TrainState, train_metrics: metrics.Collection, batch, normalisation, rng,
-               teacher_variables, *, data_config: ml_collections.ConfigDict,
-               objective: objectives.Objective):
+               teacher_arrays, *, source: data.Source, family: families.Family,
+               objective: objectives.Objective, num_train_steps: int):
   """One SGD step on a global batch; returns the new state and the accumulated metrics.
 
-  batch: {'image': uint8 [B, H, W, C], 'label': int32 [B]}, sharded along 'data'.
-  teacher_variables: the frozen teacher's {'params', 'batch_stats'} (None without a teacher); it
-  runs in inference mode and is neither differentiated nor returned.
-  Augmentation and dropout draw from fold_in(rng, step), so a run is reproducible and resumes
-  exactly.
+  batch: {'image': uint8 [B, H, W, C], 'label': int32 [B], ...}, sharded along 'data'.
+  normalisation: the student's input statistics. teacher_arrays: the teacher's `Run.arrays`
+  (None without a teacher); it runs in inference mode and is neither differentiated nor
+  returned. Augmentation and the model's random streams draw from fold_in(rng, step), so a run
+  is reproducible and resumes exactly.
   """
-  augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-  images = input_pipeline.augment(augment_rng, batch['image'], data_config.random_crop_padding,
-                                  data_config.random_flip)
-  images = input_pipeline.normalise(images, normalisation.mean, normalisation.std,
-                                    normalisation.zca_matrix)
-
-  labels = batch['label']
-  targets = objective.teacher_targets(teacher_variables, images, labels)
+  augment_rng, model_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+  batch = source.augment(augment_rng, batch)
+  pixels, labels = preprocessing.to_unit_range(batch['image']), batch['label']
+  targets = jax.lax.stop_gradient(objective.teacher_targets(teacher_arrays, pixels, labels))
+  rngs = family.rngs(model_rng)
 
   def loss_fn(params):
-    (logits, aux), updates = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
-        rngs={'dropout': dropout_rng}, mutable=['batch_stats'])
+    variables = _model_variables(state, params)
+    (logits, aux), updates = state.apply_fn(variables, normalisation(pixels), train=True,
+                                            rngs=rngs, mutable=['batch_stats'])
 
     def inference_loss(inputs):
-      return objectives.cross_entropy(state.apply_fn(
-          {'params': params, 'batch_stats': state.batch_stats}, inputs, train=False)[0], labels)
+      logits = state.apply_fn(variables, normalisation(inputs), train=False, rngs=rngs)[0]
+      return objectives.cross_entropy(logits, labels)
 
-    loss, terms = objective(inference_loss, logits, aux, images, labels, targets, state.step)
+    student = objectives.Student(
+        logits=logits, aux=aux, transfer_points=family.transfer_points(aux), pixels=pixels,
+        labels=labels, step=state.step, num_train_steps=num_train_steps,
+        inference_loss=inference_loss)
+    loss, terms = objective(student, targets)
     return loss, (logits, updates, terms)
 
   (loss, (logits, updates, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
-  state = state.apply_gradients(grads=grads, batch_stats=updates['batch_stats'])
+  state = state.apply_gradients(grads=grads,
+                                batch_stats=updates.get('batch_stats', state.batch_stats))
   step_metrics = type(train_metrics).single_from_model_output(
       loss=loss, logits=logits, labels=labels, **terms)
   return state, train_metrics.merge(step_metrics)
 
 
-def predict(state: TrainState, images, normalisation):
-  """Inference-mode forward pass on uint8 images: (logits, aux)."""
-  images = input_pipeline.normalise(images, normalisation.mean, normalisation.std,
-                                    normalisation.zca_matrix)
-  return state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats}, images,
-                        train=False)
+def eval_step(state: TrainState, eval_metrics: metrics.Collection, batch, normalisation, rng, *,
+              family: families.Family):
+  """Accumulates the family's metrics over one padded batch; padding (mask 0) is not counted."""
+  variables = _model_variables(state, state.params)
+
+  def predict(images, rng):
+    return state.apply_fn(variables, images, train=False, rngs=family.rngs(rng))
+
+  outputs = family.eval_outputs(
+      predict, normalisation(preprocessing.to_unit_range(batch['image'])), batch, rng)
+  return eval_metrics.merge(
+      type(eval_metrics).single_from_model_output(**outputs, mask=batch['mask']))
 
 
-def eval_step(state: TrainState, eval_metrics: EvalMetrics, batch, normalisation):
-  """Accumulates test metrics over one padded batch; padding has mask 0 and is not counted."""
-  logits, _ = predict(state, batch['image'], normalisation)
-  top_k = min(5, logits.shape[-1])
-  top5_correct = jnp.any(jax.lax.top_k(logits, top_k)[1] == batch['label'][:, None], axis=-1)
-  step_metrics = EvalMetrics.single_from_model_output(
-      loss=objectives.cross_entropy(logits, batch['label']), logits=logits, labels=batch['label'],
-      top5_correct=top5_correct.astype(jnp.float32), mask=batch['mask'])
-  return eval_metrics.merge(step_metrics)
+def figure_arrays(state: TrainState, teacher_arrays, images, normalisation, *,
+                  family: families.Family, teacher: runs.Run | None):
+  """(the student's figure arrays, the teacher's or ()) for uint8 images [N, H, W, C]."""
+  pixels = preprocessing.to_unit_range(images)
+  _, aux = state.apply_fn(_model_variables(state, state.params), normalisation(pixels),
+                          train=False, rngs=family.rngs(jax.random.key(0)))
+  if teacher is None:
+    return family.figure_arrays(aux), ()
+  return family.figure_arrays(aux), teacher.family.figure_arrays(
+      teacher.apply(teacher_arrays, pixels)[1])
+
+
+def all_finite(tree) -> jax.Array:
+  """Whether every leaf of a pytree of arrays is finite (a boolean scalar)."""
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 class Trainer:
   """The jitted functions of one run, compiled once for fixed shapes and shardings."""
 
-  def __init__(self, config: ml_collections.ConfigDict, mesh, objective: objectives.Objective):
-    state_sharding, batch = replicated(mesh), batch_sharded(mesh)
+  def __init__(self, family: families.Family, source: data.Source,
+               objective: objectives.Objective, num_train_steps: int, mesh):
+    state_sharding, batch = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.train_step = jax.jit(
-        functools.partial(train_step, data_config=config.data, objective=objective),
+        functools.partial(train_step, source=source, family=family, objective=objective,
+                          num_train_steps=num_train_steps),
         in_shardings=(state_sharding, state_sharding, batch, state_sharding, state_sharding,
                       state_sharding),
         out_shardings=(state_sharding, state_sharding), donate_argnums=(0, 1))
-    self.eval_step = jax.jit(eval_step, out_shardings=state_sharding, donate_argnums=(1,))
-    self.figure_maps = jax.jit(
-        functools.partial(figure_maps, teacher_model=objective.teacher_model),
+    self.eval_step = jax.jit(functools.partial(eval_step, family=family),
+                             out_shardings=state_sharding, donate_argnums=(1,))
+    self.figure_arrays = jax.jit(
+        functools.partial(figure_arrays, family=family, teacher=objective.teacher),
         in_shardings=state_sharding, out_shardings=state_sharding)
+    self.all_finite = jax.jit(all_finite, out_shardings=state_sharding)
+    self.family = family
     self.mesh = mesh
 
   def to_global(self, local_batch):
     """Host-local numpy batch (this process's rows) -> global arrays sharded along 'data'."""
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(batch_sharded(self.mesh), x),
+        lambda x: jax.make_array_from_process_local_data(sharding.batch_sharded(self.mesh), x),
         local_batch)
 
-  def evaluate(self, state, dataset, local_batch_size, normalisation) -> dict[str, float]:
-    eval_metrics = jax.device_put(EvalMetrics.empty(), replicated(self.mesh))
-    for batch in dataset.eval_batches(local_batch_size):
-      eval_metrics = self.eval_step(state, eval_metrics, self.to_global(batch), normalisation)
-    return {f'test_{name}': float(value) for name, value in eval_metrics.compute().items()}
+  def evaluate(self, state, dataset, split: str, local_batch_size: int, normalisation,
+               rng) -> dict[str, float]:
+    """The family's metrics on `split`, named '<split>_<metric>'."""
+    eval_metrics = jax.device_put(self.family.eval_metrics.empty(),
+                                  sharding.replicated(self.mesh))
+    for batch in dataset.eval_batches(split, local_batch_size):
+      eval_metrics = self.eval_step(state, eval_metrics, self.to_global(batch), normalisation,
+                                    rng)
+    return {f'{split}_{name}': float(value) for name, value in eval_metrics.compute().items()}
 
 
-def _activation_maps(group_activations):
-  """Activation attention maps [B, h, w] (losses.activation_attention_map), one per point."""
-  return [losses.activation_attention_map(a).reshape(a.shape[:3]) for a in group_activations]
+def check_workdir(workdir: epath.Path) -> None:
+  """ConfigError unless a local `workdir` is, or can be made, a writable folder (URLs such as
+  gs://... are checked when first written)."""
+  if '://' in os.fspath(workdir):
+    return
+  existing = os.path.abspath(os.fspath(workdir))
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ConfigError(f'--workdir={workdir} cannot be made: {existing} is a file, not a '
+                      'folder; choose another --workdir.')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f'--workdir={workdir} is not writable ({existing} is read-only for this '
+                      'user); choose a folder you can write to.')
 
 
-def figure_maps(state, teacher_variables, images, normalisation, *, teacher_model=None):
-  """The maps drawn in the attention figure, each [N, h, w].
+def _make_workdir(workdir: epath.Path) -> None:
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise ConfigError(f'cannot create --workdir={workdir} ({error.strerror or error}); choose a '
+                      'folder you can write to.') from error
 
-  LTPA networks: their attention maps L1..Ln. Networks with transfer points: the student's
-  activation attention map at each point, followed by the teacher's when there is a teacher
-  (side by side: student 1, teacher 1, student 2, teacher 2, ...).
+
+def _refuse_incompatible_resume(directory: epath.Path, config: ml_collections.ConfigDict) -> None:
+  """CheckpointError, before anything is read or written, if the newest readable checkpoint
+  under `directory` was written with a config that this run may not resume with."""
+  if not directory.is_dir():
+    return
+  reader = checkpoints.Checkpointer(directory, read_only=True)
+  try:
+    for step in reversed(reader.all_steps()):
+      try:
+        saved_config = reader.read_json(step, 'config')
+      except CheckpointError:
+        continue  # damaged: _resume says so and falls back
+      change = checkpoints.describe_config_change(saved_config, config)
+      if change:
+        raise CheckpointError(
+            f'{directory} holds checkpoints of a run whose {change}; a resumed run keeps the '
+            'model, data, schedule and seed it started with. Use another --workdir, or the '
+            'config that wrote them.')
+      return
+  finally:
+    reader.close()
+
+
+def _resume(checkpointer: checkpoints.Checkpointer, state: TrainState,
+            workdir: epath.Path) -> TrainState:
+  """The latest intact checkpoint restored into `state` (or `state` if there is none).
+
+  Damaged newer checkpoints are moved to `<workdir>/damaged_checkpoints/` (nothing is deleted);
+  if no checkpoint can be read, nothing is moved and the run is refused.
   """
-  _, aux = predict(state, images, normalisation)
-  if aux['attention_maps'] or not aux.get('group_activations'):
-    return list(aux['attention_maps'])
-  student = _activation_maps(aux['group_activations'])
-  if teacher_model is None:
-    return student
-  inputs = input_pipeline.normalise(images, normalisation.mean, normalisation.std,
-                                    normalisation.zca_matrix)
-  teacher_groups = teacher_model.apply(teacher_variables, inputs,
-                                       train=False)[1].get('group_activations', ())
-  if len(teacher_groups) != len(student):  # e.g. a KD teacher without transfer points
-    return student
-  return [m for pair in zip(student, _activation_maps(teacher_groups)) for m in pair]
+  steps = checkpointer.all_steps()
+  for step in reversed(steps):
+    try:
+      restored = checkpointer.restore_state(step, state)
+    except CheckpointError as error:
+      logging.warning('The checkpoint at step %d is damaged (%s); trying the one before.', step,
+                      str(error).split(' (', 1)[-1].rstrip(').'))
+      continue
+    damaged = [newer for newer in steps if newer > step]
+    if damaged:
+      _set_aside(checkpointer, damaged, workdir / 'damaged_checkpoints')
+    logging.info('Resuming from the checkpoint at step %d in %s.', step, checkpointer.directory)
+    return restored
+  if steps:
+    raise CheckpointError(
+        f'none of the checkpoints in {checkpointer.directory} (steps '
+        f'{", ".join(map(str, steps))}) can be read, and nothing was changed; move them away or '
+        'use another --workdir.')
+  return state
 
 
-def load_dataset(data_config: ml_collections.ConfigDict):
-  """`config.data`'s data set: streamed from disk (ImageNet) or held in host memory."""
-  if data_config.name in input_pipeline.STREAMED:
-    return streaming_input.load(data_config)
-  return input_pipeline.load(data_config)
+def _set_aside(checkpointer: checkpoints.Checkpointer, steps, destination: epath.Path) -> None:
+  if jax.process_index() == 0:
+    destination.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+      target = destination / f'{step}-{int(time.time())}'
+      (checkpointer.directory / str(step)).rename(target)
+      logging.warning('Moved the damaged checkpoint at step %d to %s.', step, target)
+  multihost_utils.sync_global_devices('lpta: damaged checkpoints set aside')
+  checkpointer.reload()
 
 
-def _save_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+def _load_teacher(config: ml_collections.ConfigDict, mesh, image_shape) -> runs.Run | None:
+  """The frozen teacher the objective needs, checked against the student's data; else None."""
+  if not objectives.needs_teacher(config.transfer):
+    return None
+  teacher_workdir = config.teacher.workdir
+  if not epath.Path(teacher_workdir, 'checkpoints').is_dir():
+    raise CheckpointError(
+        f'config.teacher.workdir={teacher_workdir} holds no checkpoint; train the teacher there '
+        f'first (python main.py --config=<teacher config> --workdir={teacher_workdir}).')
+  teacher = runs.load_run(teacher_workdir, mesh=mesh)
+  if teacher.config.data.name != config.data.name or teacher.image_shape != tuple(image_shape):
+    raise ConfigError(
+        f'the teacher in {teacher.checkpoint} was trained on {teacher.config.data.name} '
+        f'{teacher.image_shape} and the student trains on {config.data.name} '
+        f'{tuple(image_shape)}; use a teacher trained on the same data set.')
+  logging.info('Restored the teacher %s (%s) from %s.', teacher.config.model.name,
+               dict(teacher.config.model), teacher.checkpoint)
+  return teacher
+
+
+def _save_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
 
 
-def _resume(checkpointer, state, config):
-  """Restores the latest checkpoint in the workdir, if any."""
-  step = checkpointer.latest_step()
-  if step is None:
-    return state
-  logging.info('Resuming from the checkpoint at step %d in %s.', step, checkpointer.directory)
-  return checkpointer.restore(step, state, config)
-
-
-def _load_teacher(config, mesh, student_model):
-  """The frozen teacher of an attention-transfer run, checked against the student; else None."""
-  if config.transfer.method not in objectives.TEACHER_METHODS:
-    return None
-  teacher = teacher_lib.load_teacher(config.teacher.workdir, mesh)
-  teacher_lib.check_compatible(teacher, config, student_model)
-  return teacher
-
-
-def _num_transfer_points(model, image_shape) -> int:
-  _, (_, aux) = models.abstract_variables_and_outputs(model, image_shape)
-  return len(aux.get('group_activations', ()))
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike,
                        mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, dict]:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+  """Trains `config` in `workdir` (a path or URL), resuming from its latest checkpoint.
 
-  Returns the final state and the last test metrics ({} if no evaluation ran).
+  Returns the final state and the last evaluation metrics ({} if no evaluation ran).
   """
-  mesh = mesh or make_mesh()
-  validate_config(config, mesh.size)
-  workdir = pathlib.Path(workdir)
-  image_shape, num_classes = input_pipeline.image_shape_and_classes(config.data)
-  model = models.create_model(config.model, num_classes, config.half_precision)
-  teacher = _load_teacher(config, mesh, model)
-  dataset = load_dataset(config.data)
-  workdir.mkdir(parents=True, exist_ok=True)
+  mesh = mesh or sharding.make_mesh()
+  family, source = validate_config(config, mesh.size)
+  workdir = epath.Path(workdir)
+  check_workdir(workdir)
+  _refuse_incompatible_resume(workdir / 'checkpoints', config)
+  model = family.build(source.num_classes, families.compute_dtype(config.half_precision))
+  teacher = _load_teacher(config, mesh, source.image_shape)
+  objective = family.objective(config, model, source.image_shape, teacher)
+  dataset = source.load()
   steps_per_epoch = dataset.num_train_examples // config.batch_size
   if steps_per_epoch == 0:
     raise ConfigError(f'config.batch_size={config.batch_size} is larger than the '
                       f'{dataset.num_train_examples} training examples.')
   num_train_steps = steps_per_epoch * config.num_epochs
+  _make_workdir(workdir)
   schedule = learning_rate_schedule(config.optimizer, steps_per_epoch, config.num_epochs)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   state = create_train_state(init_rng, model, create_optimizer(config.optimizer, schedule),
-                             image_shape, mesh)
-  logging.info('Model %s: %s trainable parameters; %d steps of %d images (%d per epoch).',
-               config.model.name, f'{models.count_parameters(state.params):,}', num_train_steps,
+                             source.image_shape, mesh, family)
+  logging.info('Model %s (%s family): %s trainable parameters; %d steps of %d images (%d per '
+               'epoch).', config.model.name, family.name,
+               f'{families.count_parameters(state.params):,}', num_train_steps,
                config.batch_size, steps_per_epoch)
+  keep_best = config.keep_best_checkpoints if 'validation' in dataset.eval_splits else 0
   checkpointer = checkpoints.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
-                                          config.keep_best_checkpoints)
-  state = _resume(checkpointer, state, config)
+                                          keep_best)
+  try:
+    state = _resume(checkpointer, state, workdir)
+  except CheckpointError:
+    checkpointer.close()
+    raise
   _save_config(config, workdir)
-  objective = objectives.Objective(config.transfer, num_train_steps,
-                                   teacher.model if teacher else None)
-  loop = _TrainLoop(config, workdir, Trainer(config, mesh, objective), dataset, checkpointer,
-                    schedule, steps_per_epoch,
-                    teacher.variables if teacher else None,
-                    train_metrics_class(objective.term_names(
-                        _num_transfer_points(model, image_shape))))
+  loop = _TrainLoop(
+      config=config, workdir=workdir,
+      trainer=Trainer(family, source, objective, num_train_steps, mesh), dataset=dataset,
+      checkpointer=checkpointer, schedule=schedule, steps_per_epoch=steps_per_epoch,
+      teacher_arrays=teacher.arrays if teacher else None,
+      metrics_class=train_metrics_class(objective.term_names),
+      dataset_info={'name': config.data.name, 'image_shape': list(source.image_shape),
+                    'class_names': list(dataset.class_names)})
   return loop.run(state, num_train_steps, train_rng)
+
+
+class _InterruptFlag:
+  """Turns the first Ctrl-C (SIGINT) into a request to stop after the step in flight; a second
+  one interrupts at once."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    logging.warning('Interrupted: stopping after the current step to save a checkpoint (press '
+                    'Ctrl-C again to stop at once, without saving).')
+
+  def __exit__(self, *exc_info):
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+
+  def any_process(self) -> bool:
+    """Whether any process was interrupted (every process must stop at the same step)."""
+    if jax.process_count() == 1:
+      return self.requested
+    return bool(multihost_utils.process_allgather(np.array(self.requested)).any())
 
 
 @dataclasses.dataclass
 class _TrainLoop:
   """Steps, logging, evaluation, figures and checkpoints of one run."""
   config: ml_collections.ConfigDict
-  workdir: pathlib.Path
+  workdir: epath.Path
   trainer: Trainer
-  dataset: input_pipeline.Dataset | streaming_input.StreamedDataset
+  dataset: Any  # lpta.data.in_memory.Dataset or lpta.data.streamed.StreamedDataset
   checkpointer: checkpoints.Checkpointer
   schedule: optax.Schedule
   steps_per_epoch: int
-  teacher_variables: Any
+  teacher_arrays: Any
   metrics_class: type[metrics.Collection]
+  dataset_info: dict[str, Any]
 
   def __post_init__(self):
-    dataset, config, workdir = self.dataset, self.config, self.workdir
-    self.replicated = replicated(self.trainer.mesh)
-    self.normalisation = jax.device_put(
-        Normalisation(dataset.mean, dataset.std, dataset.zca_matrix), self.replicated)
-    self.writer = metric_writers.create_default_writer(workdir,
-                                                       just_logging=jax.process_index() > 0)
+    self.replicated = sharding.replicated(self.trainer.mesh)
+    self.normalisation = jax.device_put(self.dataset.statistics, self.replicated)
+    self.writer = metric_writers.create_default_writer(
+        os.fspath(self.workdir), just_logging=jax.process_index() > 0)
     # The same images on every process (process 0's first test images).
     self.figure_images = multihost_utils.broadcast_one_to_all(
-        dataset.first_test_images(config.num_attention_images))
+        self.dataset.first_images(self.config.num_attention_images))
+    self.eval_rng = jax.device_put(jax.random.key(self.config.seed + 1), self.replicated)
 
   def run(self, state, num_train_steps, train_rng):
-    """Trains from `state.step` to `num_train_steps`; returns (state, last test metrics)."""
+    """Trains from `state.step` to `num_train_steps`; returns (state, last eval metrics)."""
     config = self.config
     eval_every_steps = self.steps_per_epoch * config.eval_every_epochs
     report_progress = periodic_actions.ReportProgress(
         num_train_steps=num_train_steps, writer=self.writer, every_steps=config.log_every_steps,
         every_secs=60)
-    initial_step = int(state.step)
-    if initial_step >= num_train_steps:
+    step = int(state.step)
+    if step >= num_train_steps:
       logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
-                   self.workdir, initial_step)
+                   self.workdir, step)
     batches = self.dataset.train_batches(config.batch_size // jax.process_count(), config.seed,
-                                         start_step=initial_step)
+                                         start_step=step)
     train_rng = jax.device_put(train_rng, self.replicated)
     train_metrics = jax.device_put(self.metrics_class.empty(), self.replicated)
-    test_metrics, start = {}, time.time()
+    eval_metrics, start = {}, time.time()
     try:
-      for step in range(initial_step + 1, num_train_steps + 1):
-        state, train_metrics = self.trainer.train_step(
-            state, train_metrics, self.trainer.to_global(next(batches)), self.normalisation,
-            train_rng, self.teacher_variables)
-        report_progress(step)
-        if step % config.log_every_steps == 0 or step % eval_every_steps == 0:
-          scalars = {f'train_{name}': value for name, value in train_metrics.compute().items()}
-          self.writer.write_scalars(step, {**scalars, 'learning_rate': self.schedule(step - 1)})
-          train_metrics = jax.device_put(self.metrics_class.empty(), self.replicated)
-        if step % eval_every_steps == 0 or step == num_train_steps:
-          with report_progress.timed('eval'):
-            test_metrics = self._evaluate(state, step, time.time() - start)
-          with report_progress.timed('checkpoint'):
-            self.checkpointer.save(step, state, config, test_metrics['test_accuracy'])
-    except KeyboardInterrupt:
-      if self.checkpointer.latest_step() != int(state.step):
-        logging.warning('Interrupted at step %d: saving a checkpoint to resume from.',
-                        int(state.step))
-        self.checkpointer.save(int(state.step), state, config)
-      raise
+      with _InterruptFlag() as interrupt:
+        while step < num_train_steps:
+          state, train_metrics = self.trainer.train_step(
+              state, train_metrics, self.trainer.to_global(next(batches)), self.normalisation,
+              train_rng, self.teacher_arrays)
+          step += 1
+          report_progress(step)
+          if step % config.log_every_steps == 0 or step % eval_every_steps == 0:
+            self._log_train_metrics(step, train_metrics)
+            train_metrics = jax.device_put(self.metrics_class.empty(), self.replicated)
+          if step % eval_every_steps == 0 or step == num_train_steps:
+            with report_progress.timed('eval'):
+              eval_metrics = self._evaluate(state, step, time.time() - start)
+            with report_progress.timed('checkpoint'):
+              self._save(step, state, eval_metrics)
+          if interrupt.any_process():
+            self._save_on_interrupt(step, state)
+            raise KeyboardInterrupt
     finally:
       self.writer.flush()
       self.checkpointer.close()
-    return state, test_metrics
+    return state, eval_metrics
+
+  def _log_train_metrics(self, step, train_metrics):
+    """Writes the training scalars; TrainingDiverged if the loss is not finite."""
+    scalars = {f'train_{name}': float(value)
+               for name, value in train_metrics.compute().items()}
+    if not np.isfinite(scalars['train_loss']):
+      latest = self.checkpointer.latest_step()
+      kept = (f'kept its latest checkpoint (step {latest})' if latest is not None
+              else 'had saved no checkpoint')
+      raise TrainingDiverged(
+          f'the training loss is {scalars["train_loss"]} at step {step} (its mean since the '
+          f'last log); the run stopped and {kept}. Lower config.optimizer.learning_rate (now '
+          f'{self.config.optimizer.learning_rate}) and train in a new --workdir.')
+    self.writer.write_scalars(step, {**scalars, 'learning_rate': self.schedule(step - 1)})
+
+  def _save(self, step, state, eval_metrics=None):
+    self.checkpointer.save(step, state, self.config, self.dataset_info, self.normalisation,
+                           eval_metrics)
+
+  def _save_on_interrupt(self, step, state):
+    if self.checkpointer.latest_step() == step:
+      return
+    if not bool(self.trainer.all_finite(state.params)):
+      logging.warning('Interrupted at step %d with non-finite parameters: no checkpoint saved.',
+                      step)
+      return
+    logging.warning('Interrupted at step %d: saving a checkpoint to resume from.', step)
+    self._save(step, state)
 
   def _evaluate(self, state, step, seconds):
-    """Test metrics and the attention figure at `step`."""
-    test_metrics = self.trainer.evaluate(state, self.dataset,
-                                         self.config.eval_batch_size // jax.process_count(),
-                                         self.normalisation)
-    self.writer.write_scalars(step, test_metrics)
+    """Metrics on every evaluation split, and the figure, at `step`."""
+    eval_metrics = {}
+    for split in self.dataset.eval_splits:
+      eval_metrics.update(self.trainer.evaluate(
+          state, self.dataset, split, self.config.eval_batch_size // jax.process_count(),
+          self.normalisation, self.eval_rng))
+    self.writer.write_scalars(step, eval_metrics)
     logging.info('Step %d (epoch %.1f, %.0f s): %s', step, step / self.steps_per_epoch, seconds,
-                 json.dumps({name: round(value, 4) for name, value in test_metrics.items()}))
+                 json.dumps({name: round(value, 4) for name, value in eval_metrics.items()}))
     if len(self.figure_images):
-      maps = self.trainer.figure_maps(state, self.teacher_variables, self.figure_images,
-                                      self.normalisation)
-      if maps and jax.process_index() == 0:
-        summaries.write_attention_figure(self.writer, self.workdir, step, self.figure_images,
-                                         [np.asarray(m) for m in maps],
-                                         self.config.model.get('normalisation', 'softmax'))
-    return test_metrics
+      arrays, teacher_arrays = self.trainer.figure_arrays(
+          state, self.teacher_arrays, self.figure_images, self.normalisation)
+      if jax.process_index() == 0:
+        grid = self.trainer.family.draw_figure(
+            self.figure_images, [np.asarray(a) for a in arrays],
+            [np.asarray(a) for a in teacher_arrays])
+        if grid is not None:
+          summaries.write_figure(self.writer, self.workdir, step, grid)
+    return eval_metrics

@@ -1,16 +1,20 @@
-"""Every experiment config documents itself, validates, and builds the network it names."""
+"""Every experiment config documents itself, validates, and builds the network it names; the
+layers (common, family bases) hold the shared fields."""
 
 import importlib
 import pathlib
 
 import pytest
 
-from lpta import input_pipeline
-from lpta import models
+from configs import common
+from lpta import families
+from lpta import objectives
+from lpta import train
 
 CONFIG_DIR = pathlib.Path(__file__).parent.parent / 'configs'
-EXPERIMENTS = sorted(p.stem for p in CONFIG_DIR.glob('*.py') if p.stem not in ('__init__',
-                                                                                'default'))
+# The layers every experiment builds on; they are not experiments themselves.
+LAYERS = ('__init__', 'common', 'ltpa', 'attention_transfer')
+EXPERIMENTS = sorted(p.stem for p in CONFIG_DIR.glob('*.py') if p.stem not in LAYERS)
 # Parameter counts stated in the configs' docstrings (seed-systems §5), CIFAR-100 unless noted.
 EXPECTED_PARAMETERS = {
     'cifar100_att3': 19_971_751,
@@ -43,12 +47,34 @@ def test_config_docstring_gives_command_and_target(name):
 @pytest.mark.parametrize('name', EXPERIMENTS)
 def test_config_validates_and_builds_its_network(name):
   config = _config(name)
-  models.validate(config.model)
-  input_pipeline.validate_config(config.data)
-  image_shape, num_classes = input_pipeline.image_shape_and_classes(config.data)
-  model = models.create_model(config.model, num_classes, config.half_precision)
-  variables, _ = models.abstract_variables_and_outputs(model, image_shape)
-  count = models.count_parameters(variables['params'])
+  if objectives.needs_teacher(config.transfer):
+    config.teacher.workdir = 'runs/teacher'  # what the docstring's command sets
+  family, source = train.validate_config(config, num_devices=1)
+  image_shape, num_classes = source.image_shape, source.num_classes
+  model = family.build(num_classes, families.compute_dtype(config.half_precision))
+  variables, _ = families.abstract_variables_and_outputs(model, image_shape)
+  count = families.count_parameters(variables['params'])
   if name in EXPECTED_PARAMETERS:
     assert count == EXPECTED_PARAMETERS[name]
     assert f'{count:,}' in importlib.import_module(f'configs.{name}').__doc__
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_every_experiment_has_exactly_the_common_fields_outside_its_model(name):
+  config, base = _config(name).to_dict(), common.get_config().to_dict()
+  del config['model'], base['model']
+  assert _field_names(config) == _field_names(base)
+
+
+def _field_names(tree, prefix=''):
+  names = set()
+  for key, value in tree.items():
+    names |= _field_names(value, f'{prefix}{key}.') if isinstance(value, dict) else {prefix + key}
+  return names
+
+
+@pytest.mark.parametrize('name', ['cifar100_att3', 'cifar10_wrn', 'svhn_att3', 'cifar100_vgg'])
+def test_paper_configs_keep_the_papers_protocol_and_say_so(name):
+  assert _config(name).data.validation_split == 0
+  doc = importlib.import_module(f'configs.{name}').__doc__
+  assert 'reports the final test accuracy' in doc

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
-from lpta import models
+from configs import ltpa
+from lpta import families
 from lpta.errors import ConfigError
 from lpta.models import vgg
 
@@ -17,11 +17,11 @@ CONV_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 
 
 def _shapes(model, image_shape=(32, 32, 3), batch=2):
   """(variable shapes, output shapes) without computing anything."""
-  return models.abstract_variables_and_outputs(model, image_shape, batch)
+  return families.abstract_variables_and_outputs(model, image_shape, batch)
 
 
 def _count(model, image_shape=(32, 32, 3)):
-  return models.count_parameters(_shapes(model, image_shape, batch=1)[0]['params'])
+  return families.count_parameters(_shapes(model, image_shape, batch=1)[0]['params'])
 
 
 def _backbone_and_fc1(in_channels=3):
@@ -111,9 +111,9 @@ def test_baseline_vgg_has_no_attention_and_pools_to_one_pixel():
 
 
 def test_half_precision_computes_in_bfloat16_with_float32_parameters():
-  config = default.get_config()
+  config = ltpa.get_config()
   config.model.width = 1 / 16
-  model = models.create_model(config.model, 10, half_precision=True)
+  model = families.create_model(config.model, 10, half_precision=True)
   variables, (logits, aux) = _shapes(model)
   assert {x.dtype for x in jax.tree.leaves(variables['params'])} == {jnp.dtype('float32')}
   assert logits.dtype == jnp.float32 and aux['global_features'].dtype == jnp.bfloat16
@@ -127,7 +127,7 @@ def test_half_precision_computes_in_bfloat16_with_float32_parameters():
     ('width', 0., 'config.model.width'),
 ])
 def test_bad_model_config_values_are_refused(field, value, message):
-  config = default.get_config().model
+  config = ltpa.get_config().model
   config[field] = value
   with pytest.raises(ConfigError, match=message):
-    models.create_model(config, 10)
+    families.create_model(config, 10)

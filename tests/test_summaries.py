@@ -3,6 +3,7 @@
 import numpy as np
 
 from lpta import summaries
+from lpta.families import ltpa
 
 
 def test_jet_endpoints_and_midpoint():
@@ -12,9 +13,9 @@ def test_jet_endpoints_and_midpoint():
 
 def test_softmax_maps_are_min_max_scaled_and_sigmoid_maps_kept():
   maps = np.array([[[.1, .3], [.2, .4]]])
-  np.testing.assert_allclose(summaries.map_to_unit_range(maps, 'softmax'),
+  np.testing.assert_allclose(ltpa.maps_to_unit_range(maps, 'softmax'),
                              [[[0., 2 / 3], [1 / 3, 1.]]], atol=1e-7)
-  np.testing.assert_array_equal(summaries.map_to_unit_range(maps, 'sigmoid'), maps)
+  np.testing.assert_array_equal(ltpa.maps_to_unit_range(maps, 'sigmoid'), maps)
 
 
 def test_upsampling_a_constant_map_keeps_it_constant_and_a_ramp_monotone():
@@ -27,8 +28,8 @@ def test_upsampling_a_constant_map_keeps_it_constant_and_a_ramp_monotone():
 def test_grid_layout_rows_are_images_and_last_column_is_the_original():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)
-  maps = [rng.random((2, 32, 32)), rng.random((2, 16, 16)), rng.random((2, 8, 8))]
-  grid = summaries.overlay_grid(images, maps, 'softmax')
+  maps = [summaries.min_max_scale(rng.random((2, s, s))) for s in (32, 16, 8)]
+  grid = summaries.overlay_grid(images, maps)
   tile = 32 * 3  # 32 px enlarged ×3 to reach 96
   assert grid.shape == (2 * tile, 4 * tile, 3)
   assert grid.min() >= 0. and grid.max() <= 1.

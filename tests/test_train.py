@@ -1,27 +1,33 @@
-"""The train loop: artefacts on disk, exact resume, 1 vs 4 devices, metrics, config errors."""
+"""The train loop: artefacts on disk, exact resume, metrics, and a loop that cannot fool its user
+(refused resumes, divergence, damaged checkpoints, Ctrl-C inside the step, config errors)."""
 
 import json
+import logging
+import os
 import pathlib
+import shutil
+import signal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from configs import default
-from lpta import input_pipeline
-from lpta import models
+from configs import ltpa
+import lpta
+from lpta import checkpoints
 from lpta import objectives
 from lpta import train
-from lpta.errors import CheckpointError, ConfigError
+from lpta.errors import CheckpointError, ConfigError, TrainingDiverged
 
 STEPS_PER_EPOCH = 4  # 64 synthetic training images, batches of 16
 
 
 def tiny_config(**overrides):
   """A narrow VGG-att3 on 16×16 synthetic images: 2 epochs of 4 steps."""
-  config = default.get_config()
+  config = ltpa.get_config()
   config.data.name = 'synthetic'
   config.data.synthetic_image_shape = (16, 16, 3)
   config.data.synthetic_num_classes = 4
@@ -39,11 +45,11 @@ def tiny_config(**overrides):
   return config
 
 
-def _tree_equal(first, second):
+def tree_equal(first, second):
   return all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(a, b), first, second)))
 
 
-def _event_tags(workdir: pathlib.Path) -> set[str]:
+def event_tags(workdir: pathlib.Path) -> set[str]:
   tags = set()
   for event_file in workdir.glob('events.out.tfevents.*'):
     for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -51,102 +57,198 @@ def _event_tags(workdir: pathlib.Path) -> set[str]:
   return tags
 
 
-def test_training_writes_checkpoints_events_figures_and_config(tmp_path):
-  config = tiny_config()
-  state, test_metrics = train.train_and_evaluate(config, tmp_path)
+def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+
+
+def file_times(directory: pathlib.Path) -> dict[pathlib.Path, int]:
+  return {p: p.stat().st_mtime_ns for p in directory.rglob('*') if p.is_file()}
+
+
+def test_training_writes_checkpoints_events_figures_and_config(finished_run):
+  workdir, state, metrics = finished_run
   assert int(state.step) == 2 * STEPS_PER_EPOCH
-  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [4, 8]
-  assert json.loads((tmp_path / 'config.json').read_text()) == json.loads(
-      config.to_json_best_effort())
-  assert {'train_loss', 'train_accuracy', 'learning_rate', 'steps_per_sec', 'test_loss',
-          'test_accuracy', 'test_top5_accuracy', 'attention_maps'} <= _event_tags(tmp_path)
-  figures = sorted((tmp_path / 'attention').glob('*.png'))
+  assert checkpoint_steps(workdir) == [4, 8]
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert saved['data']['validation_split'] == 16
+  assert {'train_loss', 'train_accuracy', 'learning_rate', 'steps_per_sec', 'validation_loss',
+          'validation_accuracy', 'test_loss', 'test_accuracy', 'test_top5_accuracy',
+          'attention_maps'} <= event_tags(workdir)
+  figures = sorted((workdir / 'attention').glob('*.png'))
   assert [f.name for f in figures] == ['step_00000004.png', 'step_00000008.png']
   from PIL import Image  # pylint: disable=g-import-not-at-top
   # 2 images × (3 levels + original), tiles of 16 px enlarged to 96.
   assert Image.open(figures[0]).size == (4 * 96, 2 * 96)
-  assert 0. <= test_metrics['test_accuracy'] <= test_metrics['test_top5_accuracy'] <= 1.
+  assert 0. <= metrics['test_accuracy'] <= metrics['test_top5_accuracy'] <= 1.
 
 
-def test_test_metrics_count_every_example_once(tmp_path):
-  config = tiny_config(num_epochs=1)
-  state, test_metrics = train.train_and_evaluate(config, tmp_path)
-  dataset = input_pipeline.load(config.data)
-  normalisation = train.Normalisation(dataset.mean, dataset.std, dataset.zca_matrix)
-  logits, _ = jax.jit(train.predict)(state, dataset.test_images, normalisation)
-  labels = dataset.test_labels
-  assert len(labels) == 22
-  np.testing.assert_allclose(test_metrics['test_accuracy'],
-                             np.mean(np.argmax(logits, -1) == labels), rtol=1e-6)
-  np.testing.assert_allclose(test_metrics['test_loss'],
-                             np.mean(objectives.cross_entropy(logits, labels)), rtol=1e-5)
+def test_best_checkpoint_is_ranked_by_validation_accuracy_never_test(finished_run, monkeypatch):
+  workdir, _, metrics = finished_run
+  reader = checkpoints.Checkpointer(workdir / 'checkpoints', read_only=True)
+  saved = {step: reader._manager.metrics(step) for step in (4, 8)}  # pylint: disable=protected-access
+  assert saved[8] == pytest.approx(metrics)
+  # The highest validation accuracy, the later step on a tie (as Orbax's BestN keeps it).
+  best = max((4, 8), key=lambda s: (saved[s]['validation_accuracy'], s))
+  assert reader.best_step() == best
+  # Ranking reads validation_accuracy alone: swapping the test accuracies changes nothing.
+  swapped = {4: {**saved[4], 'test_accuracy': saved[8]['test_accuracy']},
+             8: {**saved[8], 'test_accuracy': saved[4]['test_accuracy']}}
+  monkeypatch.setattr(reader._manager, 'metrics', swapped.get)  # pylint: disable=protected-access
+  assert reader.best_step() == best
+  reader.close()
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
+def test_test_metrics_count_every_example_once_and_match_load_run(finished_run):
+  workdir, _, metrics = finished_run
+  run = lpta.load_run(workdir)
+  from lpta import data  # pylint: disable=g-import-not-at-top
+  dataset = data.get(run.config.data).load()
+  test = dataset.shards['test']
+  assert len(test['label']) == 22
+  logits, _ = run.predict(test['image'])
+  np.testing.assert_allclose(metrics['test_accuracy'],
+                             np.mean(np.argmax(logits, -1) == test['label']), rtol=1e-6)
+  np.testing.assert_allclose(metrics['test_loss'],
+                             np.mean(objectives.cross_entropy(logits, test['label'])), rtol=1e-5)
+
+
+def _interrupt_during_step(monkeypatch, at_call: int):
+  """Makes the train step deliver SIGINT to this process while the `at_call`-th step runs (after
+  its asynchronous dispatch, before it returns to the loop)."""
+  original_init = train.Trainer.__init__
+  calls = []
+
+  def init(self, *args, **kwargs):
+    original_init(self, *args, **kwargs)
+    step = self.train_step
+
+    def step_then_interrupt(*step_args):
+      outputs = step(*step_args)
+      calls.append(1)
+      if len(calls) == at_call:
+        os.kill(os.getpid(), signal.SIGINT)
+      return outputs
+
+    self.train_step = step_then_interrupt
+
+  monkeypatch.setattr(train.Trainer, '__init__', init)
+
+
+def test_sigint_during_a_step_saves_that_step_and_resuming_equals_an_uninterrupted_run(
+    tmp_path, monkeypatch):
   config = tiny_config()
   uninterrupted, _ = train.train_and_evaluate(config, tmp_path / 'uninterrupted')
-
-  original_batches = input_pipeline.train_batches
-
-  def interrupted_batches(*args, **kwargs):
-    for index, batch in enumerate(original_batches(*args, **kwargs)):
-      if index == 6:  # mid-way through the second epoch
-        raise KeyboardInterrupt
-      yield batch
-
-  monkeypatch.setattr(input_pipeline, 'train_batches', interrupted_batches)
+  _interrupt_during_step(monkeypatch, at_call=6)  # mid-way through the second epoch
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(config, tmp_path / 'resumed')
-  assert sorted(int(p.name) for p in (tmp_path / 'resumed' / 'checkpoints').iterdir()) == [4, 6]
-  monkeypatch.setattr(input_pipeline, 'train_batches', original_batches)
-
+  assert checkpoint_steps(tmp_path / 'resumed') == [4, 6]
+  monkeypatch.undo()
   resumed, _ = train.train_and_evaluate(config, tmp_path / 'resumed')
   assert int(resumed.step) == int(uninterrupted.step) == 8
-  assert _tree_equal(resumed.params, uninterrupted.params)
-  assert _tree_equal(resumed.batch_stats, uninterrupted.batch_stats)
-  assert _tree_equal(resumed.opt_state, uninterrupted.opt_state)
+  assert tree_equal(resumed.params, uninterrupted.params)
+  assert tree_equal(resumed.batch_stats, uninterrupted.batch_stats)
+  assert tree_equal(resumed.opt_state, uninterrupted.opt_state)
 
 
-def _run_train_steps(config, devices, num_steps):
-  """Runs the jitted train step directly; returns (state, metrics, trainer)."""
-  mesh = train.make_mesh(devices)
-  dataset = input_pipeline.load(config.data)
-  state = train.create_train_state(
-      jax.random.key(0), models.create_model(config.model, dataset.num_classes),
-      train.create_optimizer(config.optimizer, 0.05), dataset.image_shape, mesh)
-  trainer = train.Trainer(config, mesh, objectives.Objective(config.transfer, num_steps))
-  normalisation = jax.device_put(train.Normalisation(dataset.mean, dataset.std, None),
-                                 train.replicated(mesh))
-  train_metrics = jax.device_put(train.TrainMetrics.empty(), train.replicated(mesh))
-  rng = jax.device_put(jax.random.key(1), train.replicated(mesh))
-  batches = input_pipeline.train_batches(dataset.train_images, dataset.train_labels,
-                                         config.batch_size, config.seed)
-  for _ in range(num_steps):
-    state, train_metrics = trainer.train_step(state, train_metrics,
-                                              trainer.to_global(next(batches)), normalisation,
-                                              rng, None)
-  return state, train_metrics, trainer
+def _truncate_largest_array_file(step_dir: pathlib.Path):
+  files = [p for p in (step_dir / 'params').rglob('*') if p.is_file() and '/d/' in str(p)]
+  largest = max(files, key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[:largest.stat().st_size // 2])
 
 
-def test_one_and_four_devices_give_the_same_step():
-  assert jax.device_count() == 4
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous(
+    tmp_path, caplog):
   config = tiny_config()
-  one, one_metrics, _ = _run_train_steps(config, jax.devices()[:1], num_steps=1)
-  four, four_metrics, _ = _run_train_steps(config, jax.devices(), num_steps=1)
-  # Global BatchNorm and the same dropout masks: only summation order differs. (Per-device
-  # BatchNorm statistics over 4 examples would change the loss in the second decimal.)
-  np.testing.assert_allclose(one_metrics.compute()['loss'], four_metrics.compute()['loss'],
-                             rtol=1e-5)
-  for tree_one, tree_four in ((one.params, four.params), (one.batch_stats, four.batch_stats)):
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 tree_one, tree_four)
-  assert len(four.params['classifier']['kernel'].sharding.device_set) == 4
+  finished, _ = train.train_and_evaluate(config, tmp_path / 'run')
+  _truncate_largest_array_file(tmp_path / 'run' / 'checkpoints' / '8')
+  caplog.set_level(logging.INFO)
+  resumed, _ = train.train_and_evaluate(config, tmp_path / 'run')
+  assert 'The checkpoint at step 8 is damaged' in caplog.text
+  assert 'Resuming from the checkpoint at step 4' in caplog.text
+  (moved,) = (tmp_path / 'run' / 'damaged_checkpoints').iterdir()
+  assert moved.name.startswith('8-')
+  assert checkpoint_steps(tmp_path / 'run') == [4, 8]
+  assert tree_equal(resumed.params, finished.params)  # steps 5-8 retrained exactly
 
 
-def test_train_step_compiles_once():
-  _, train_metrics, trainer = _run_train_steps(tiny_config(), jax.devices(), num_steps=3)
-  assert trainer.train_step._cache_size() == 1  # pylint: disable=protected-access
-  assert int(train_metrics.loss.count) == 3
+def test_no_intact_checkpoint_refuses_to_resume_and_changes_nothing(tmp_path):
+  config = tiny_config()
+  train.train_and_evaluate(config, tmp_path / 'run')
+  for step in (4, 8):
+    _truncate_largest_array_file(tmp_path / 'run' / 'checkpoints' / str(step))
+  before = file_times(tmp_path / 'run')
+  with pytest.raises(CheckpointError, match=r'none of the checkpoints .* \(steps 4, 8\) can be'):
+    train.train_and_evaluate(config, tmp_path / 'run')
+  assert file_times(tmp_path / 'run') == before
+
+
+class _DivergingCrossEntropy(objectives.CrossEntropy):
+  """Cross-entropy that becomes NaN from step 5 on (a run that diverges in its second epoch)."""
+
+  def __call__(self, student, targets):
+    loss, terms = super().__call__(student, targets)
+    return jnp.where(student.step >= 5, jnp.nan, loss), terms
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path,
+                                                                            monkeypatch):
+  monkeypatch.setitem(objectives.REGISTRY, 'none', _DivergingCrossEntropy)
+  with pytest.raises(TrainingDiverged, match='the training loss is nan at step 6') as raised:
+    train.train_and_evaluate(tiny_config(), tmp_path)
+  assert 'kept its latest checkpoint (step 4)' in str(raised.value)
+  assert '\n' not in str(raised.value)
+  assert checkpoint_steps(tmp_path) == [4]
+  run = lpta.load_run(tmp_path)
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(run.variables))
+
+
+def test_resuming_with_another_batch_size_is_refused_and_changes_nothing(finished_run):
+  workdir, _, _ = finished_run
+  before = file_times(workdir)
+  config = tiny_config(**{'data.validation_split': 16, 'data.synthetic_num_train': 80,
+                          'batch_size': 8})
+  with pytest.raises(CheckpointError, match='config.batch_size is 16 in the checkpoint and 8 '
+                                            'now'):
+    train.train_and_evaluate(config, workdir)
+  assert file_times(workdir) == before
+
+
+@pytest.mark.parametrize('field, value', [('seed', 3), ('num_epochs', 3),
+                                          ('optimizer.schedule', 'constant'),
+                                          ('data.validation_split', 8),
+                                          ('model.width', 1 / 8)])
+def test_resuming_with_another_schedule_data_order_or_model_is_refused(finished_run, field,
+                                                                      value):
+  workdir, _, _ = finished_run
+  config = tiny_config(**{'data.validation_split': 16, 'data.synthetic_num_train': 80,
+                          field: value})
+  with pytest.raises(CheckpointError, match=f'config.{field} is .* in the checkpoint and'):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_resuming_may_change_how_the_run_is_logged_and_evaluated(finished_run, tmp_path):
+  workdir, state, _ = finished_run
+  workdir = shutil.copytree(workdir, tmp_path / 'run')
+  config = tiny_config(**{'data.validation_split': 16, 'data.synthetic_num_train': 80,
+                          'log_every_steps': 1, 'eval_batch_size': 4})
+  resumed, _ = train.train_and_evaluate(config, workdir)
+  assert int(resumed.step) == int(state.step)  # nothing left to train
+  assert json.loads((workdir / 'config.json').read_text())['eval_batch_size'] == 4
+
+
+def test_train_step_compiles_once(tmp_path):
+  config = tiny_config(num_epochs=1)
+  jitted = []
+  original_init = train.Trainer.__init__
+
+  def init(self, *args, **kwargs):
+    original_init(self, *args, **kwargs)
+    jitted.append(self.train_step)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train.Trainer, '__init__', init)
+    train.train_and_evaluate(config, tmp_path)
+  assert jitted[0]._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_training_on_tfds_mock_data(tmp_path):
@@ -157,19 +259,11 @@ def test_training_on_tfds_mock_data(tmp_path):
   assert state.params['classifier']['kernel'].shape[-1] == 10
   assert np.isfinite(test_metrics['test_loss'])
   assert (tmp_path / 'attention' / 'step_00000003.png').exists()
-
-
-def test_resuming_with_a_different_model_is_refused_and_changes_nothing(tmp_path):
-  train.train_and_evaluate(tiny_config(num_epochs=1), tmp_path)
-  before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*') if p.is_file()}
-  with pytest.raises(CheckpointError, match='config.model.width'):
-    train.train_and_evaluate(tiny_config(**{'model.width': 1 / 8}), tmp_path)
-  after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*') if p.is_file()}
-  assert after == before
+  assert len(lpta.load_run(tmp_path).class_names) == 10
 
 
 def test_step_and_multistep_schedules():
-  config = default.get_config().optimizer
+  config = ltpa.get_config().optimizer
   step = train.learning_rate_schedule(config, steps_per_epoch=10, num_epochs=300)
   assert [float(step(s)) for s in (0, 249, 250, 499, 500)] == pytest.approx(
       [.1, .1, .05, .05, .025])
@@ -185,9 +279,21 @@ def test_step_and_multistep_schedules():
     ({'optimizer.schedule': 'linear'}, "config.optimizer.schedule='linear' is not a schedule"),
     ({'optimizer.learning_rate': -0.1}, 'config.optimizer.learning_rate=-0.1 must be positive'),
     ({'model.head': 'sum'}, "config.model.head='sum' is not valid"),
+    ({'model.name': 'transformer'}, "config.model.name='transformer' is not a model"),
     ({'data.name': 'imagenet'}, 'imagenet'),
+    ({'keep_best_checkpoints': -1}, 'keep_best_checkpoints=-1'),
 ])
 def test_bad_config_values_are_refused_before_training(tmp_path, overrides, message):
   with pytest.raises(ConfigError, match=message):
-    train.train_and_evaluate(tiny_config(**overrides), tmp_path)
-  assert not (tmp_path / 'checkpoints').exists()
+    train.train_and_evaluate(tiny_config(**overrides), tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_workdir_that_is_a_file_or_lies_under_one_is_refused_before_data_is_read(tmp_path):
+  (tmp_path / 'file').write_text('not a folder')
+  for workdir in (tmp_path / 'file', tmp_path / 'file' / 'run'):
+    with pytest.raises(ConfigError, match='is a file, not a folder'):
+      train.train_and_evaluate(tiny_config(**{'data.name': 'cifar10',
+                                              'data.data_dir': str(tmp_path / 'no-tfds')}),
+                               workdir)
+  assert not (tmp_path / 'no-tfds').exists()  # refused before the data set was looked at

@@ -128,7 +128,7 @@ class WideResNet(nn.Module):
     """[B, H, W, C] images -> (logits [B, num_classes], aux).
 
     aux: 'group_activations', the three group outputs (residual sums before any BN), [B, H, W,
-    ⌊16k⌋], [B, H/2, W/2, ⌊32k⌋], [B, H/4, W/4, ⌊64k⌋] (rounded up); 'attention_maps': ().
+    ⌊16k⌋], [B, H/2, W/2, ⌊32k⌋], [B, H/4, W/4, ⌊64k⌋] (rounded up).
     """
     blocks_per_group = wrn_blocks_per_group(self.depth)
     x = conv(WRN_STEM_WIDTH, 3, 1, self.dtype, 'stem')(images.astype(self.dtype))
@@ -140,7 +140,7 @@ class WideResNet(nn.Module):
                                name=f'group{group}_block{block}')(x, train=train)
       group_activations.append(x)
     x = nn.relu(batch_norm(train, self.dtype, 'head_bn')(x))
-    aux = {'group_activations': tuple(group_activations), 'attention_maps': ()}
+    aux = {'group_activations': tuple(group_activations)}
     return classifier(x, self.num_classes, self.dtype), aux
 
 
@@ -162,7 +162,7 @@ class ResNet(nn.Module):
     """[B, H, W, C] images -> (logits [B, num_classes], aux).
 
     aux: 'group_activations', the group outputs (after each group's last ReLU), [B, H/4, W/4, 64],
-    [B, H/8, W/8, 128], ... (56², 28², 14², 7² for 224² inputs); 'attention_maps': ().
+    [B, H/8, W/8, 128], ... (56², 28², 14², 7² for 224² inputs).
     """
     x = conv(RESNET_STEM_WIDTH, 7, 2, self.dtype, 'stem')(images.astype(self.dtype))
     x = nn.relu(batch_norm(train, self.dtype, 'stem_bn')(x))
@@ -174,5 +174,5 @@ class ResNet(nn.Module):
         x = PostActivationBlock(width, stride, self.dtype,
                                 name=f'group{group}_block{block}')(x, train=train)
       group_activations.append(x)
-    aux = {'group_activations': tuple(group_activations), 'attention_maps': ()}
+    aux = {'group_activations': tuple(group_activations)}
     return classifier(x, self.num_classes, self.dtype), aux

@@ -3,7 +3,7 @@
 ImageNet does not fit in host memory, so each process reads its own shard of the prepared TFDS
 records while training, decodes only the crop it needs, and hands uint8 batches to the train
 loop; random flips and normalisation happen inside the jitted step, as for the small data sets
-(lpta.input_pipeline). A StreamedDataset has the same methods as input_pipeline.Dataset.
+(lpta.data.in_memory). A StreamedDataset has the same methods as in_memory.Dataset.
 
 Preprocessing (the PyTorch recipe of the attention-transfer code, seed-systems §2.5), for
 `size` = config.data.image_size (224 by default):
@@ -18,8 +18,9 @@ seeds drawn from [seed, e], and example i of the epoch is cropped with the state
 (epoch seed, i). Resuming at a step inside an epoch reads (without decoding) the examples
 before it again; nothing else is repeated.
 
-The test split of ImageNet has no labels, so evaluation uses `validation` (the metrics are still
-logged as test_*).
+The test split of ImageNet has no labels, so lpta's 'test' split is ImageNet's `validation`
+(reported as test_*). With `config.data.validation_split` = n, lpta's 'validation' split is the
+last n examples of `train_split`, which then trains on the others.
 """
 
 from collections.abc import Iterator
@@ -30,10 +31,16 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from lpta import input_pipeline
+from lpta import data
+from lpta import errors
+from lpta.data import batching
+from lpta.data import preprocessing
+from lpta.data import tfds_preparation
 
-# The split each streamed data set is evaluated on.
-EVAL_SPLITS = {'imagenet2012': 'validation'}
+# The TFDS split that is lpta's 'test' split (ImageNet's test split has no labels).
+TEST_SPLITS = {'imagenet2012': 'validation'}
+# (default crop shape, number of classes) of each streamed data set.
+SHAPES = {'imagenet2012': ((224, 224, 3), 1000)}
 # ImageNet channel statistics of images scaled to [0, 1].
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -52,22 +59,31 @@ class StreamedDataset:
   Attributes:
     config: the `config.data` sub-config.
     image_shape: (size, size, 3) of every batch image.
-    num_classes: number of classes.
-    num_train_examples: train examples over all processes (equal shards).
-    num_test_examples: evaluation examples over all processes.
-    num_local_train_examples: train examples of this process's shard.
-    num_local_test_examples: evaluation examples of this process's shard.
+    class_names: one name per class.
+    tfds_splits: {split: TFDS split string} of lpta's 'train', 'test' and maybe 'validation'.
+    num_examples: {split: examples over all processes} (train: equal shards).
+    num_local_examples: {split: examples of this process's shard}.
   """
   config: ml_collections.ConfigDict = dataclasses.field(repr=False)
   image_shape: tuple[int, int, int]
-  num_classes: int
-  num_train_examples: int
-  num_test_examples: int
-  num_local_train_examples: int
-  num_local_test_examples: int
-  mean = MEAN  # float32 [3]; fixed, not fitted
-  std = STD  # float32 [3]
-  zca_matrix = None  # no whitening
+  class_names: tuple[str, ...]
+  tfds_splits: dict[str, str]
+  num_examples: dict[str, int]
+  num_local_examples: dict[str, int]
+  # ImageNet's channel statistics, fixed rather than fitted; no whitening.
+  statistics = preprocessing.Normalisation(MEAN, STD)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def num_train_examples(self) -> int:
+    return self.num_examples['train']
+
+  @property
+  def eval_splits(self) -> tuple[str, ...]:
+    return tuple(split for split in ('validation', 'test') if split in self.tfds_splits)
 
   def train_batches(self, local_batch_size: int, seed: int,
                     start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -87,8 +103,8 @@ class StreamedDataset:
     Raises:
       ConfigError: the shard holds fewer examples than one batch.
     """
-    steps_per_epoch = input_pipeline.local_steps_per_epoch(self.num_local_train_examples,
-                                                           local_batch_size, start_step)
+    steps_per_epoch = batching.local_steps_per_epoch(self.num_local_examples['train'],
+                                                     local_batch_size, start_step)
     return self._epochs(local_batch_size, seed, steps_per_epoch, start_step)
 
   def _epochs(self, local_batch_size, seed, steps_per_epoch, start_step):
@@ -106,7 +122,7 @@ class StreamedDataset:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     size = self.image_shape[0]
-    examples = read_shard(self.config, self.config.train_split, drop_remainder=True,
+    examples = read_shard(self.config, self.tfds_splits['train'], drop_remainder=True,
                           shuffle_seed=epoch_seed)
     examples = examples.shuffle(_SHUFFLE_BUFFER, seed=epoch_seed)
     examples = examples.take(steps_per_epoch * local_batch_size)
@@ -121,8 +137,9 @@ class StreamedDataset:
     examples = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     return examples.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-  def eval_batches(self, local_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """The evaluation shard once, in padded and masked batches; as many on every process.
+  def eval_batches(self, split: str, local_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """The shard of `split` once, centre-cropped, in padded and masked batches; as many on
+    every process.
 
     Yields:
       Dicts with `image` uint8 [b, size, size, 3], `label` int32 [b] and `mask` float32 [b].
@@ -130,29 +147,29 @@ class StreamedDataset:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    num_batches = input_pipeline.num_eval_batches(self.num_local_test_examples, local_batch_size)
-    batches = tfds.as_numpy(self._eval_examples().batch(local_batch_size).prefetch(
+    num_batches = batching.num_eval_batches(self.num_examples[split], local_batch_size)
+    batches = tfds.as_numpy(self._eval_examples(split).batch(local_batch_size).prefetch(
         tf.data.AUTOTUNE))
     padding = {'image': np.zeros((0, *self.image_shape), np.uint8),
                'label': np.zeros(0, np.int32)}
     for batch in itertools.islice(itertools.chain(batches, itertools.repeat(padding)),
                                   num_batches):
-      yield input_pipeline.padded_batch(batch, local_batch_size)
+      yield batching.padded_batch(batch, local_batch_size)
 
-  def first_test_images(self, count: int) -> np.ndarray:
-    """uint8 [n, size, size, 3]: the first n = min(count, shard size) evaluation crops."""
+  def first_images(self, count: int) -> np.ndarray:
+    """uint8 [n, size, size, 3]: the first n = min(count, shard size) test crops."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     if count == 0:
       return np.zeros((0, *self.image_shape), np.uint8)
-    return next(iter(tfds.as_numpy(self._eval_examples().batch(count))))['image']
+    return next(iter(tfds.as_numpy(self._eval_examples('test').batch(count))))['image']
 
-  def _eval_examples(self):
-    """tf.data examples of this process's evaluation shard, centre-cropped, in order."""
+  def _eval_examples(self, split: str):
+    """tf.data examples of this process's shard of `split`, centre-cropped, in order."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     size = self.image_shape[0]
-    examples = read_shard(self.config, EVAL_SPLITS[self.config.name], drop_remainder=False)
+    examples = read_shard(self.config, self.tfds_splits[split], drop_remainder=False)
     return examples.map(lambda example: {'image': centre_crop(example['image'], size),
                                          'label': tf.cast(example['label'], tf.int32)},
                         num_parallel_calls=tf.data.AUTOTUNE)
@@ -176,7 +193,7 @@ def read_shard(config: ml_collections.ConfigDict, split: str, drop_remainder: bo
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
-  """The file-order, shuffle and crop seed of one epoch, as in input_pipeline.train_batches."""
+  """The file-order, shuffle and crop seed of one epoch, as in batching.train_batches."""
   return int(np.random.default_rng([seed, epoch]).integers(2**31))
 
 
@@ -229,31 +246,59 @@ def _decode_crop_and_resize(image_bytes, offset, crop_shape, size: int):
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def load(config: ml_collections.ConfigDict) -> StreamedDataset:
-  """Prepares a streamed data set if needed and counts each process's examples.
+@data.register
+class StreamedSource(data.Source):
+  """A TFDS data set too large for host memory, streamed from its prepared records."""
+  names = tuple(SHAPES)
+  streamed = True
 
-  Args:
-    config: the `config.data` sub-config; `config.name` is in input_pipeline.STREAMED.
+  @property
+  def image_shape(self):
+    (height, width, channels), _ = SHAPES[self.config.name]
+    if self.config.image_size:
+      height = width = self.config.image_size
+    return height, width, channels
 
-  Raises:
-    ConfigError: a config value is invalid.
-    DataError: the data set is not prepared and cannot be prepared (for ImageNet: the original
-      ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are not in manual_dir).
-  """
-  input_pipeline.validate_config(config)
-  builder = input_pipeline.prepared_builder(config)
-  local_counts = np.array([
-      int(read_shard(config, config.train_split, drop_remainder=True).cardinality()),
-      int(read_shard(config, EVAL_SPLITS[config.name], drop_remainder=False).cardinality())])
-  counts = input_pipeline.sum_over_processes(local_counts)
-  image_shape, _ = input_pipeline.image_shape_and_classes(config)
-  dataset = StreamedDataset(
-      config=config, image_shape=image_shape,
-      num_classes=builder.info.features['label'].num_classes,
-      num_train_examples=int(counts[0]), num_test_examples=int(counts[1]),
-      num_local_train_examples=int(local_counts[0]), num_local_test_examples=int(local_counts[1]))
-  logging.info('Streaming %s: %d train / %d %s examples (%d / %d on this process), %s crops.',
-               config.name, dataset.num_train_examples, dataset.num_test_examples,
-               EVAL_SPLITS[config.name], dataset.num_local_train_examples,
-               dataset.num_local_test_examples, image_shape)
-  return dataset
+  @property
+  def num_classes(self):
+    return SHAPES[self.config.name][1]
+
+  def load(self) -> StreamedDataset:
+    """Prepares the data set if needed and counts each process's examples.
+
+    Raises:
+      DataError: the data set is not prepared and cannot be prepared (for ImageNet: the
+        original ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are not in manual_dir).
+    """
+    builder = tfds_preparation.prepared_builder(self.config)
+    tfds_splits = {'train': self.config.train_split, 'test': TEST_SPLITS[self.config.name]}
+    if self.config.validation_split:
+      tfds_splits['train'], tfds_splits['validation'] = _hold_out(
+          builder, self.config.train_split, self.config.validation_split)
+    local_counts = {
+        split: int(read_shard(self.config, tfds_split, split == 'train').cardinality())
+        for split, tfds_split in tfds_splits.items()}
+    counts = batching.sum_over_processes(local_counts)
+    dataset = StreamedDataset(
+        config=self.config, image_shape=self.image_shape,
+        class_names=tuple(builder.info.features['label'].names), tfds_splits=tfds_splits,
+        num_examples={split: int(count) for split, count in counts.items()},
+        num_local_examples=local_counts)
+    logging.info('Streaming %s: %s examples (this process: %s) from TFDS splits %s, %s crops.',
+                 self.config.name, dataset.num_examples, local_counts, tfds_splits,
+                 self.image_shape)
+    return dataset
+
+
+def _hold_out(builder, train_split: str, count: int) -> tuple[str, str]:
+  """(the TFDS split of train_split but its last `count` examples, the split of those)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  (absolute,) = tfds.core.ReadInstruction.from_spec(train_split).to_absolute(builder.info.splits)
+  start, end = absolute.from_ or 0, absolute.to
+  if count >= end - start:
+    raise errors.ConfigError(
+        f'config.data.validation_split={count} leaves no training example of the '
+        f'{end - start} in {train_split}; hold out fewer.')
+  name = absolute.splitname
+  return f'{name}[{start}:{end - count}]', f'{name}[{end - count}:{end}]'

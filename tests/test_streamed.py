@@ -1,4 +1,4 @@
-"""Tests for lpta.streaming_input: crops of hand-made JPEGs, and the pipeline on tfds mock data."""
+"""lpta.data.streamed: crops of hand-made JPEGs, and the ImageNet pipeline on tfds mock data."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import imagenet_resnet
+from lpta import data
 from lpta import errors
-from lpta import streaming_input
 from lpta import train
+from lpta.data import streamed
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 NUM_EXAMPLES = 20  # mock examples in each split (the splits hold the same examples)
@@ -30,7 +31,7 @@ def _imagenet_config(tmp_path):
 def imagenet(tmp_path):
   """The streamed imagenet2012 pipeline on NUM_EXAMPLES random JPEGs of random sizes."""
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    yield streaming_input.load(_imagenet_config(tmp_path).data)
+    yield data.get(_imagenet_config(tmp_path).data).load()
 
 
 def _labels(batches) -> np.ndarray:
@@ -46,7 +47,7 @@ def test_centre_crop_is_the_central_square_of_side_224_256_of_the_short_side():
   image = np.full((256, 512, 3), BLUE, np.uint8)
   image[16:240, 144:368] = RED
 
-  crop = streaming_input.centre_crop(_jpeg(image), 32).numpy()
+  crop = streamed.centre_crop(_jpeg(image), 32).numpy()
 
   assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
   np.testing.assert_allclose(crop.reshape(-1, 3), np.broadcast_to(RED, (32 * 32, 3)), atol=12)
@@ -60,7 +61,7 @@ def test_random_resized_crops_cover_8_to_100_percent_with_aspect_ratio_3_4_to_4_
 
   areas, aspect_ratios = [], []
   for i in range(40):
-    crop = streaming_input.random_resized_crop(image_bytes, tf.constant([7, i], tf.int64),
+    crop = streamed.random_resized_crop(image_bytes, tf.constant([7, i], tf.int64),
                                                64).numpy().astype(float)
     assert crop.shape == (64, 64, 3)
     # The first and last output pixels average about one 64th of the window's width.
@@ -72,7 +73,7 @@ def test_random_resized_crops_cover_8_to_100_percent_with_aspect_ratio_3_4_to_4_
   assert 0.08 * 0.9 <= min(areas) and max(areas) <= 1.02
   assert min(areas) < 0.3 and max(areas) > 0.6  # the draws span the range
   assert 0.75 * 0.9 <= min(aspect_ratios) and max(aspect_ratios) <= 4 / 3 * 1.1
-  again = streaming_input.random_resized_crop(image_bytes, tf.constant([7, 39], tf.int64), 64)
+  again = streamed.random_resized_crop(image_bytes, tf.constant([7, 39], tf.int64), 64)
   np.testing.assert_array_equal(again.numpy(), crop)
 
 
@@ -80,18 +81,21 @@ def test_random_resized_crops_cover_8_to_100_percent_with_aspect_ratio_3_4_to_4_
 
 
 def test_load_counts_the_splits_and_uses_imagenet_statistics(imagenet):
-  assert (imagenet.num_train_examples, imagenet.num_test_examples) == (NUM_EXAMPLES,) * 2
+  assert imagenet.num_examples == {'train': NUM_EXAMPLES, 'test': NUM_EXAMPLES}
+  assert imagenet.tfds_splits == {'train': 'train', 'test': 'validation'}
+  assert imagenet.eval_splits == ('test',)
   assert (imagenet.image_shape, imagenet.num_classes) == ((IMAGE_SIZE, IMAGE_SIZE, 3), 1000)
-  np.testing.assert_array_equal(imagenet.mean, np.float32([0.485, 0.456, 0.406]))
-  np.testing.assert_array_equal(imagenet.std, np.float32([0.229, 0.224, 0.225]))
-  assert imagenet.zca_matrix is None
+  assert imagenet.class_names[0] == 'n01440764'  # ImageNet's classes are WordNet ids
+  np.testing.assert_array_equal(imagenet.statistics.mean, np.float32([0.485, 0.456, 0.406]))
+  np.testing.assert_array_equal(imagenet.statistics.std, np.float32([0.229, 0.224, 0.225]))
+  assert imagenet.statistics.zca_matrix is None
 
 
 def test_each_train_epoch_is_a_new_order_of_the_whole_split(imagenet):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     batches = imagenet.train_batches(local_batch_size=4, seed=0)
     first_epoch, second_epoch = ([next(batches) for _ in range(5)] for _ in range(2))
-    all_labels = _labels(imagenet.eval_batches(NUM_EXAMPLES))
+    all_labels = _labels(imagenet.eval_batches('test', NUM_EXAMPLES))
 
   for batch in first_epoch:
     assert batch['image'].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -116,9 +120,9 @@ def test_resumed_train_batches_equal_the_uninterrupted_ones(imagenet):
 
 def test_eval_batches_cover_the_validation_split_once_with_padding(imagenet):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    batches = list(imagenet.eval_batches(local_batch_size=8))
-    again = list(imagenet.eval_batches(local_batch_size=8))
-    figure_images = imagenet.first_test_images(3)
+    batches = list(imagenet.eval_batches('test', local_batch_size=8))
+    again = list(imagenet.eval_batches('test', local_batch_size=8))
+    figure_images = imagenet.first_images(3)
 
   assert [batch['mask'].sum() for batch in batches] == [8, 8, 4]
   assert not batches[-1]['image'][4:].any() and not batches[-1]['label'][4:].any()
@@ -137,7 +141,7 @@ def test_missing_imagenet_names_the_archives_to_put_in_manual_dir(tmp_path):
   config.manual_dir = str(tmp_path / 'manual')
 
   with pytest.raises(errors.DataError) as raised:
-    streaming_input.load(config)
+    data.get(config).load()
 
   message = str(raised.value)
   assert '\n' not in message

@@ -1,0 +1,167 @@
+"""Model families: what the train loop, `load_run` and the figures need to know about a model.
+
+A family (Learn To Pay Attention, attention transfer, ...) is one registered class. An instance is
+bound to one `config.model` and supplies:
+  - `build`: the Flax module. Every module maps normalised images [B, H, W, C] to
+    (logits [B, K], aux dict) and takes `train: bool`;
+  - `objective`: what a run of it minimises (default: the one `config.transfer.method` names,
+    lpta.objectives);
+  - `eval_metrics` and `eval_outputs`: its evaluation metrics (a `clu.metrics.Collection`) and
+    the per-example values they are computed from;
+  - `rng_streams`: the PRNG streams its modules draw from in training (e.g. 'dropout');
+  - `figure_arrays` (on the device, from the model's aux) and `draw_figure` (on the host): its
+    figure;
+  - `transfer_points`: the activations that attention transfer compares (none by default).
+lpta.train, lpta.runs and lpta.predict call only this interface, so a new family adds a file that
+registers itself here (see the README, "Add a model family") and touches no loop code.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from clu import metrics
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lpta import objectives
+from lpta import summaries
+from lpta.errors import ConfigError
+
+# Model name (`config.model.name`) -> family class.
+REGISTRY: dict[str, type['Family']] = {}
+
+# Forward pass in inference mode: (images [B, H, W, C], rng) -> (logits [B, K], aux).
+Predict = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, Any]]]
+
+
+@flax.struct.dataclass
+class ClassificationMetrics(metrics.Collection):
+  """Mean cross-entropy, top-1 and top-5 accuracy over the unmasked examples."""
+  loss: metrics.Average.from_output('loss')
+  accuracy: metrics.Accuracy
+  top5_accuracy: metrics.Average.from_output('top5_correct')
+
+
+class Family:
+  """A model family bound to one `config.model`. Subclasses set the class attributes and
+  implement `validate` and `build`; the other methods have defaults for image classifiers."""
+  name: ClassVar[str]
+  model_names: ClassVar[tuple[str, ...]]  # the `config.model.name` values it builds
+  rng_streams: ClassVar[tuple[str, ...]] = ()  # PRNG streams used in training, e.g. 'dropout'
+  eval_metrics: ClassVar[type[metrics.Collection]] = ClassificationMetrics
+
+  def __init__(self, model_config: ml_collections.ConfigDict):
+    self.model_config = model_config
+    self.validate()
+
+  def validate(self) -> None:
+    """Raises ConfigError naming the field for a bad `self.model_config`."""
+    raise NotImplementedError
+
+  def build(self, num_classes: int, dtype: jnp.dtype) -> nn.Module:
+    """The Flax module; parameters float32, computation in `dtype`."""
+    raise NotImplementedError
+
+  def rngs(self, key: jax.Array) -> dict[str, jax.Array]:
+    """One key per stream of `rng_streams`, derived from `key`."""
+    return {stream: jax.random.fold_in(key, index)
+            for index, stream in enumerate(self.rng_streams)}
+
+  def objective(self, config: ml_collections.ConfigDict, model: nn.Module,
+                image_shape: Sequence[int], teacher=None) -> objectives.Objective:
+    """What the train step minimises; `teacher` is a lpta.runs.Run or None."""
+    _, (_, aux) = abstract_variables_and_outputs(model, image_shape)
+    return objectives.create(config.transfer, self.transfer_points(aux), teacher)
+
+  def eval_outputs(self, predict: Predict, images: jax.Array, batch: dict[str, jax.Array],
+                   rng: jax.Array) -> dict[str, jax.Array]:
+    """Per-example values for `eval_metrics.single_from_model_output` (the mask is added by
+    the loop). images: normalised [B, H, W, C]; batch: the raw batch ('label' [B], ...)."""
+    logits, _ = predict(images, rng)
+    labels = batch['label']
+    top_k = min(5, logits.shape[-1])
+    top5_correct = jnp.any(jax.lax.top_k(logits, top_k)[1] == labels[:, None], axis=-1)
+    return {'loss': objectives.cross_entropy(logits, labels), 'logits': logits,
+            'labels': labels, 'top5_correct': top5_correct.astype(jnp.float32)}
+
+  def transfer_points(self, aux: dict[str, Any]) -> tuple[jax.Array, ...]:
+    """Activations [B, h_j, w_j, C_j] compared by activation-based attention transfer."""
+    del aux
+    return ()
+
+  def figure_arrays(self, aux: dict[str, Any]) -> tuple[jax.Array, ...]:
+    """Attention maps [N, h, w] in [0, 1] to overlay on the images (runs under jit)."""
+    del aux
+    return ()
+
+  def draw_figure(self, images: np.ndarray, arrays: Sequence[np.ndarray],
+                  teacher_arrays: Sequence[np.ndarray] = ()) -> np.ndarray | None:
+    """The figure [H, W, 3] in [0, 1] from uint8 images [N, H, W, C] and `figure_arrays`
+    (and a teacher's, shown after each of the student's maps when there are as many); None
+    when the model has nothing to draw."""
+    maps = list(arrays)
+    if maps and len(teacher_arrays) == len(maps):
+      maps = [m for pair in zip(maps, teacher_arrays) for m in pair]
+    return summaries.overlay_grid(images, maps) if maps else None
+
+
+def register(family_class: type[Family]) -> type[Family]:
+  """Class decorator: makes `config.model.name` in `family_class.model_names` build it."""
+  for model_name in family_class.model_names:
+    if model_name in REGISTRY and REGISTRY[model_name] is not family_class:
+      raise ValueError(f'model name {model_name!r} is already registered by '
+                       f'{REGISTRY[model_name].__name__}.')
+    REGISTRY[model_name] = family_class
+  return family_class
+
+
+def get(model_config: ml_collections.ConfigDict) -> Family:
+  """The family of `config.model`, validated; ConfigError for an unknown name or bad value."""
+  name = model_config.get('name')
+  if name not in REGISTRY:
+    raise ConfigError(f'config.model.name={name!r} is not a model; use one of '
+                      f'{", ".join(sorted(REGISTRY))}.')
+  return REGISTRY[name](model_config)
+
+
+def require_fields(model_config: ml_collections.ConfigDict, fields: Sequence[str]) -> None:
+  """ConfigError naming every field of `fields` that `config.model` lacks."""
+  missing = [field for field in fields if field not in model_config]
+  if missing:
+    names = ', '.join(f'config.model.{field}' for field in missing)
+    raise ConfigError(f'config.model.name={model_config.name!r} needs {names}, which the '
+                      'config does not set.')
+
+
+def compute_dtype(half_precision: bool) -> jnp.dtype:
+  return jnp.bfloat16 if half_precision else jnp.float32
+
+
+def create_model(model_config: ml_collections.ConfigDict, num_classes: int,
+                 half_precision: bool = False) -> nn.Module:
+  """The Flax module for `config.model` (validated first)."""
+  return get(model_config).build(num_classes, compute_dtype(half_precision))
+
+
+def abstract_variables_and_outputs(model: nn.Module, image_shape: Sequence[int],
+                                   batch_size: int = 1):
+  """(variables, (logits, aux)) of `model` on [batch_size, *image_shape] images, as trees of
+  jax.ShapeDtypeStruct: shapes and dtypes only, nothing is computed."""
+  images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
+  output, variables = jax.eval_shape(
+      lambda x: model.init_with_output(jax.random.key(0), x, train=False), images)
+  return variables, output
+
+
+def count_parameters(params) -> int:
+  """Number of trainable parameters in a tree of arrays or shapes."""
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params))
+
+
+# The built-in families register themselves on import.
+from lpta.families import attention_transfer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.families import ltpa  # pylint: disable=g-import-not-at-top,wrong-import-position

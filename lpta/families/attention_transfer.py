@@ -1,0 +1,50 @@
+"""Attention transfer (Zagoruyko & Komodakis, ICLR 2017): wide ResNets and ImageNet ResNets.
+
+`config.model` fields, by `name`:
+  'wrn' (CIFAR WRN-d-k, lpta.models.resnet.WideResNet): depth (6n+4), widen_factor.
+  'resnet' (ImageNet ResNet, lpta.models.resnet.ResNet): depth (18 or 34).
+Attention is transferred at the group outputs. The figure shows the activation attention map
+Q = Σ_c |A_c|² of each group output (lpta.losses.activation_attention_map), min-max scaled per
+image, next to the teacher's when there is one.
+"""
+
+from lpta import families
+from lpta import losses
+from lpta import summaries
+from lpta.errors import ConfigError
+from lpta.models import resnet
+
+_FIELDS = {'wrn': ('depth', 'widen_factor'), 'resnet': ('depth',)}
+
+
+@families.register
+class AttentionTransferNetworks(families.Family):
+  """Residual networks whose group outputs are attention-transfer points. No dropout."""
+  name = 'attention_transfer'
+  model_names = ('wrn', 'resnet')
+
+  def validate(self) -> None:
+    config = self.model_config
+    families.require_fields(config, _FIELDS[config.name])
+    if config.name == 'wrn':
+      resnet.wrn_blocks_per_group(config.depth, field='config.model.depth')
+      resnet.wrn_group_widths(config.widen_factor, field='config.model.widen_factor')
+    elif config.depth not in resnet.RESNET_STAGE_SIZES:
+      raise ConfigError(f'config.model.depth={config.depth!r} is not an ImageNet ResNet '
+                        f'depth; use one of {", ".join(map(str, resnet.RESNET_STAGE_SIZES))}.')
+
+  def build(self, num_classes, dtype):
+    config = self.model_config
+    if config.name == 'wrn':
+      return resnet.WideResNet(depth=config.depth, widen_factor=config.widen_factor,
+                               num_classes=num_classes, dtype=dtype)
+    return resnet.ResNet(stage_sizes=resnet.RESNET_STAGE_SIZES[config.depth],
+                         num_classes=num_classes, dtype=dtype)
+
+  def transfer_points(self, aux):
+    return tuple(aux['group_activations'])
+
+  def figure_arrays(self, aux):
+    return tuple(
+        summaries.min_max_scale(losses.activation_attention_map(a).reshape(a.shape[:3]))
+        for a in aux['group_activations'])
