@@ -61,12 +61,11 @@ def benchmark(config, num_steps: int) -> dict:
       'image': rng.integers(0, 256, (config.batch_size, *image_shape), dtype=np.uint8),
       'label': rng.integers(0, num_classes, config.batch_size).astype(np.int32)})
   channels = image_shape[-1:]
-  normalisation = jax.device_put(
+  normalisation = sharding.replicate(
       preprocessing.Normalisation(np.full(channels, .5, np.float32),
-                                  np.full(channels, .25, np.float32)), sharding.replicated(mesh))
-  metrics = jax.device_put(train.train_metrics_class(objective.term_names).empty(),
-                           sharding.replicated(mesh))
-  step_rng = jax.device_put(jax.random.key(1), sharding.replicated(mesh))
+                                  np.full(channels, .25, np.float32)), mesh)
+  metrics = sharding.replicate(train.train_metrics_class(objective.term_names).empty(), mesh)
+  step_rng = sharding.replicate(jax.random.key(1), mesh)
 
   def step(state, metrics):
     state, metrics = trainer.train_step(state, metrics, batch, normalisation, step_rng, None)

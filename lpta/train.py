@@ -267,8 +267,7 @@ class Trainer:
   def evaluate(self, state, dataset, split: str, local_batch_size: int, normalisation,
                rng) -> dict[str, float]:
     """The family's metrics on `split`, named '<split>_<metric>'."""
-    eval_metrics = jax.device_put(self.family.eval_metrics.empty(),
-                                  sharding.replicated(self.mesh))
+    eval_metrics = sharding.replicate(self.family.eval_metrics.empty(), self.mesh)
     for batch in dataset.eval_batches(split, local_batch_size):
       eval_metrics = self.eval_step(state, eval_metrics, self.to_global(batch), normalisation,
                                     rng)
@@ -482,14 +481,16 @@ class _TrainLoop:
   dataset_info: dict[str, Any]
 
   def __post_init__(self):
-    self.replicated = sharding.replicated(self.trainer.mesh)
-    self.normalisation = jax.device_put(self.dataset.statistics, self.replicated)
+    self.normalisation = self._replicate(self.dataset.statistics)
     self.writer = metric_writers.create_default_writer(
         os.fspath(self.workdir), just_logging=jax.process_index() > 0)
     # The same images on every process (process 0's first test images).
     self.figure_images = multihost_utils.broadcast_one_to_all(
         self.dataset.first_images(self.config.num_attention_images))
-    self.eval_rng = jax.device_put(jax.random.key(self.config.seed + 1), self.replicated)
+    self.eval_rng = self._replicate(jax.random.key(self.config.seed + 1))
+
+  def _replicate(self, tree):
+    return sharding.replicate(tree, self.trainer.mesh)
 
   def run(self, state, num_train_steps, train_rng):
     """Trains from `state.step` to `num_train_steps`; returns (state, last eval metrics)."""
@@ -504,8 +505,8 @@ class _TrainLoop:
                    self.workdir, step)
     batches = self.dataset.train_batches(config.batch_size // jax.process_count(), config.seed,
                                          start_step=step)
-    train_rng = jax.device_put(train_rng, self.replicated)
-    train_metrics = jax.device_put(self.metrics_class.empty(), self.replicated)
+    train_rng = self._replicate(train_rng)
+    train_metrics = self._replicate(self.metrics_class.empty())
     eval_metrics, start = {}, time.time()
     try:
       with _InterruptFlag() as interrupt:
@@ -517,7 +518,7 @@ class _TrainLoop:
           report_progress(step)
           if step % config.log_every_steps == 0 or step % eval_every_steps == 0:
             self._log_train_metrics(step, train_metrics)
-            train_metrics = jax.device_put(self.metrics_class.empty(), self.replicated)
+            train_metrics = self._replicate(self.metrics_class.empty())
           if step % eval_every_steps == 0 or step == num_train_steps:
             with report_progress.timed('eval'):
               eval_metrics = self._evaluate(state, step, time.time() - start)
@@ -571,7 +572,7 @@ class _TrainLoop:
                  json.dumps({name: round(value, 4) for name, value in eval_metrics.items()}))
     if len(self.figure_images):
       arrays, teacher_arrays = self.trainer.figure_arrays(
-          state, self.teacher_arrays, self.figure_images, self.normalisation)
+          state, self.teacher_arrays, self._replicate(self.figure_images), self.normalisation)
       if jax.process_index() == 0:
         grid = self.trainer.family.draw_figure(
             self.figure_images, [np.asarray(a) for a in arrays],

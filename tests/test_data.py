@@ -306,17 +306,24 @@ def test_num_eval_batches_cover_the_largest_process_shard():
   assert batching.num_eval_batches(8, 4, process_count=1) == 2
   assert batching.num_eval_batches(1, 4, process_count=1) == 1
   # 10 examples over 3 processes: shards of 3, 3, 4; the largest needs 2 batches of 3.
-  sizes = [len(range(10)[batching.process_shard(10, False, index, 3)]) for index in range(3)]
+  sizes = [len(range(10)[batching.process_shard(10, index, 3)]) for index in range(3)]
   assert sorted(sizes) == [3, 3, 4]
   assert batching.num_eval_batches(10, 3, process_count=3) == 2
 
 
-def test_process_shards_partition_eval_splits_and_equalise_train_splits():
-  eval_shards = [range(11)[batching.process_shard(11, False, index, 4)] for index in range(4)]
-  assert [x for shard in eval_shards for x in shard] == list(range(11))
-  train_shards = [range(11)[batching.process_shard(11, True, index, 4)] for index in range(4)]
-  assert [len(shard) for shard in train_shards] == [2, 2, 2, 2]
-  assert len({x for shard in train_shards for x in shard}) == 8
+def test_process_shards_partition_an_evaluation_split():
+  shards = [range(11)[batching.process_shard(11, index, 4)] for index in range(4)]
+  assert [x for shard in shards for x in shard] == list(range(11))
+
+
+def test_processes_feed_their_slices_of_the_batches_one_process_would_feed():
+  arrays = _labelled_images(20)
+  single = _take(batching.train_batches(arrays, 4, seed=3, process_index=0, process_count=1), 8)
+  parts = [_take(batching.train_batches(arrays, 2, seed=3, start_step=1, process_index=index,
+                                        process_count=2), 7) for index in range(2)]
+  for step, batch in enumerate(single[1:]):
+    np.testing.assert_array_equal(
+        np.concatenate([parts[0][step]['label'], parts[1][step]['label']]), batch['label'])
 
 
 # load (TFDS)

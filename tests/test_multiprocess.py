@@ -109,10 +109,11 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path):
   results = _run_two_processes(config_path, tmp_path / 'two')
   for returncode, output in results:
     assert returncode == 0, output[-3000:]
-  # Each process fed its own half of every split (the shards of 80 - 16, 16 and 22 examples).
+  # Each process holds the 64 training examples, of which it feeds half of every batch, and
+  # evaluates half of the 16 validation and 22 test examples.
   for index, (_, output) in enumerate(results):
     assert f'JAX process {index} of 2' in output
-    assert "(this process: {'train': 32, 'test': 11, 'validation': 8})" in output
+    assert "(this process: {'train': 64, 'test': 11, 'validation': 8})" in output
     # Orbax's INFO lines stay out of the log (several per checkpoint otherwise).
     assert 'checkpoint_manager.py' not in output and 'Saving checkpoint' not in output
 

@@ -1,9 +1,9 @@
-"""Process shards and batches of numpy arrays, the same on every host and resumable at any step.
+"""Batches of numpy arrays for every process, resumable at any step.
 
-Each process feeds its own shard. Train shards are equal (`drop_remainder`), so every process
-takes the same number of steps; evaluation shards differ by at most one example and are padded
-and masked, so every process runs the same number of evaluation steps and every example counts
-once.
+Training: every process draws the same global batches from the whole split and feeds its own
+slice of each, so a run does not depend on how many processes share it. Evaluation: each
+process takes its own shard (sizes differ by at most one example), padded and masked, so every
+process runs the same number of evaluation steps and every example counts once.
 """
 
 from collections.abc import Iterator
@@ -14,18 +14,12 @@ import numpy as np
 from lpta import errors
 
 
-def process_shard(num_examples: int, drop_remainder: bool, process_index: int | None = None,
+def process_shard(num_examples: int, process_index: int | None = None,
                   process_count: int | None = None) -> slice:
-  """The contiguous slice of `num_examples` that a process feeds.
-
-  With `drop_remainder` every process gets num_examples // process_count examples; otherwise
-  the sizes differ by at most one and every example is in exactly one shard.
-  """
+  """The contiguous slice of `num_examples` that a process evaluates: the sizes differ by at
+  most one and every example is in exactly one shard."""
   index = jax.process_index() if process_index is None else process_index
   count = jax.process_count() if process_count is None else process_count
-  if drop_remainder:
-    size = num_examples // count
-    return slice(index * size, (index + 1) * size)
   return slice(num_examples * index // count, num_examples * (index + 1) // count)
 
 
@@ -39,54 +33,63 @@ def num_eval_batches(num_examples: int, local_batch_size: int,
 
 
 def local_steps_per_epoch(num_local_examples: int, local_batch_size: int, start_step: int) -> int:
-  """Full batches in this process's train shard; checks the shard and `start_step`.
+  """Full batches of `local_batch_size` in `num_local_examples`; checks them and `start_step`.
 
   Raises:
-    ConfigError: the shard holds fewer examples than one batch.
+    ConfigError: there are fewer examples than one batch.
     ValueError: `start_step` is negative.
   """
   if num_local_examples < local_batch_size:
     raise errors.ConfigError(
-        f'The local batch size {local_batch_size} is larger than this process\'s '
-        f'{num_local_examples} train examples; lower the batch size.')
+        f'The batch size {local_batch_size} is larger than the {num_local_examples} train '
+        'examples of this process; lower the batch size.')
   if start_step < 0:
     raise ValueError(f'start_step={start_step} must be non-negative.')
   return num_local_examples // local_batch_size
 
 
 def train_batches(arrays: dict[str, np.ndarray], local_batch_size: int, seed: int,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Infinite shuffled batches of this process's shard, starting at global step `start_step`.
+                  start_step: int = 0, process_index: int | None = None,
+                  process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite shuffled batches of the whole train split, starting at global step `start_step`.
 
-  Epoch e visits the shard in the order of a permutation drawn from `[seed, e]` and drops its
-  last `N % local_batch_size` examples, so step s is batch s % steps_per_epoch of epoch
-  s // steps_per_epoch: resuming at `start_step` yields exactly the batches an uninterrupted
-  iterator yields from there on.
+  Every process holds all of `arrays` and draws the same global batches of
+  local_batch_size × process_count examples; it yields its own slice of each (process p: rows
+  [p·b, (p + 1)·b)), so the global batches, and the run, do not depend on the number of
+  processes. Epoch e visits the examples in the order of a permutation drawn from `[seed, e]`
+  and drops the last N mod (global batch) of them, so step s is batch s % steps_per_epoch of
+  epoch s // steps_per_epoch: resuming at `start_step` yields exactly the batches an
+  uninterrupted iterator yields from there on.
 
   Args:
-    arrays: {name: [N, ...]}, e.g. 'image' [N, H, W, C] and 'label' [N].
+    arrays: {name: [N, ...]}, e.g. 'image' [N, H, W, C] and 'label' [N], the whole split.
     local_batch_size: examples per batch on this process (b).
     seed: non-negative shuffling seed.
     start_step: global step of the first batch.
+    process_index, process_count: this process and how many there are (default: jax's).
 
   Returns:
     An iterator of dicts with the same keys, each [b, ...].
 
   Raises:
-    ConfigError: the shard holds fewer examples than one batch.
+    ConfigError: the split holds fewer examples than one global batch.
   """
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
   num_examples = len(arrays['label'])
-  steps_per_epoch = local_steps_per_epoch(num_examples, local_batch_size, start_step)
-  return _shuffled_batches(arrays, num_examples, local_batch_size, seed, steps_per_epoch,
-                           start_step)
+  steps_per_epoch = local_steps_per_epoch(num_examples, local_batch_size * count, start_step)
+  return _shuffled_batches(arrays, num_examples, local_batch_size, index * local_batch_size,
+                           count * local_batch_size, seed, steps_per_epoch, start_step)
 
 
-def _shuffled_batches(arrays, num_examples, batch_size, seed, steps_per_epoch, start_step):
+def _shuffled_batches(arrays, num_examples, local_batch_size, offset, global_batch_size, seed,
+                      steps_per_epoch, start_step):
   epoch, first_step = divmod(start_step, steps_per_epoch)
   while True:
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)
     for step in range(first_step, steps_per_epoch):
-      indices = order[step * batch_size:(step + 1) * batch_size]
+      start = step * global_batch_size + offset
+      indices = order[start:start + local_batch_size]
       yield {name: array[indices] for name, array in arrays.items()}
     epoch, first_step = epoch + 1, 0
 

@@ -1,11 +1,12 @@
 """Small data sets held in host memory: CIFAR-10/100, SVHN, Fashion-MNIST (TFDS) and synthetic.
 
 Every process reads the whole of `train_split` and the test split once as uint8 numpy arrays,
-holds out the last `validation_split` training examples as the validation split, fits the
-normalisation statistics (and the optional ZCA matrix) on the rest, and keeps its own shard of
-each split (lpta.data.batching). The statistics are therefore identical on every process without
-any communication. Batches are cut deterministically, so training resumes at any step without
-replaying the input; crops and flips run inside the jitted train step.
+holds out the last `validation_split` training examples as the validation split, and fits the
+normalisation statistics (and the optional ZCA matrix) on the rest, identically on every process
+without any communication. It feeds its own slice of each global train batch, drawn the same way
+on every process, and its own shard of the evaluation splits (lpta.data.batching). Batches are
+cut deterministically, so training resumes at any step without replaying the input and does not
+depend on the number of processes; crops and flips run inside the jitted train step.
 """
 
 from collections.abc import Iterator
@@ -33,8 +34,9 @@ class Dataset:
   """One process's shards of a data set held in memory.
 
   Attributes:
-    shards: {split: arrays} of this process: 'train', 'test' and, if there is one,
-      'validation'; each {'image': uint8 [n, H, W, C], 'label': int32 [n]}.
+    shards: {split: arrays} of this process: 'train' (the whole split, on every process),
+      'test' and, if there is one, 'validation' (this process's shard); each
+      {'image': uint8 [n, H, W, C], 'label': int32 [n]}.
     num_examples: {split: examples over all processes}.
     class_names: one name per class.
     statistics: the normalisation fitted on the whole train split (numpy arrays).
@@ -64,7 +66,8 @@ class Dataset:
 
   def train_batches(self, local_batch_size: int, seed: int,
                     start_step: int = 0) -> Iterator[Arrays]:
-    """Shuffled batches of the train shard from global step `start_step` (batching.train_batches)."""
+    """This process's part of each shuffled global batch from global step `start_step`
+    (batching.train_batches)."""
     return batching.train_batches(self.shards['train'], local_batch_size, seed, start_step)
 
   def eval_batches(self, split: str, local_batch_size: int) -> Iterator[Arrays]:
@@ -102,17 +105,15 @@ class InMemorySource(data.Source):
       splits['train'] = {name: array[:-held_out] for name, array in train.items()}
       splits['validation'] = {name: array[-held_out:] for name, array in train.items()}
     statistics = fit_statistics(splits['train']['image'], self.config)
-    shards, num_examples = {}, {}
-    for split, arrays in splits.items():
-      # Train shards are equal, so every process takes as many steps; the others cover all.
-      drop_remainder = split == 'train'
-      count = len(arrays['label'])
-      shard = batching.process_shard(count, drop_remainder)
-      shards[split] = {name: array[shard] for name, array in arrays.items()}
-      num_examples[split] = (count // jax.process_count() * jax.process_count()
-                             if drop_remainder else count)
-    dataset = Dataset(shards=shards, num_examples=num_examples, class_names=class_names,
-                      statistics=statistics)
+    # Every process keeps the whole train split (it draws its part of each global batch from
+    # it, batching.train_batches) and its own shard of the evaluation splits.
+    shards = {split: arrays if split == 'train' else
+              {name: array[batching.process_shard(len(arrays['label']))]
+               for name, array in arrays.items()}
+              for split, arrays in splits.items()}
+    dataset = Dataset(shards=shards, class_names=class_names, statistics=statistics,
+                      num_examples={split: len(arrays['label'])
+                                    for split, arrays in splits.items()})
     logging.info('Loaded %s: %s examples (this process: %s), image shape %s, mean %s, std %s.',
                  self.config.name, dataset.num_examples,
                  {split: len(shard['label']) for split, shard in shards.items()},
