@@ -7,8 +7,8 @@ multi-process runtime when asked to, quietens library logs and turns user errors
 message.
 """
 
-import logging as python_logging
 import os
+import re
 import sys
 
 from absl import app
@@ -17,6 +17,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from lpta import command_line
 from lpta import train
 from lpta.errors import LptaError
 
@@ -39,25 +40,47 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None,
 flags.mark_flags_as_required(['config'])
 
 
-# Libraries whose INFO lines (several per checkpoint for Orbax) stay out of the log; their
-# warnings and errors are kept.
-QUIET_LIBRARIES = ('/orbax/', '/jax/_src/')
-
-
-def drop_library_info(record: python_logging.LogRecord) -> bool:
-  """A logging filter: False for an INFO (or lower) record from one of QUIET_LIBRARIES."""
-  return (record.levelno >= python_logging.WARNING
-          or not any(library in record.pathname for library in QUIET_LIBRARIES))
-
-
 def default_workdir(config_path: str) -> str:
   return os.path.join('runs', os.path.splitext(os.path.basename(config_path.split(':')[0]))[0])
+
+
+def _config_error(error: Exception, argv) -> str:
+  """One line on why --config or a --config.* override could not be applied."""
+  path = next((arg.split('=', 1)[1] for arg in argv if arg.startswith('--config=')), '')
+  path = path.split(':')[0]
+  if path and not os.path.isfile(path):
+    return (f'--config={path}: no such file (looked for from {os.getcwd()}); pass a config '
+            'file, e.g. --config=configs/quickstart.py.')
+  text = str(error)
+  overrides = [arg.split('=', 1)[0] for arg in argv if arg.startswith('--config.')]
+  culprit = next((arg for arg in overrides
+                  if any(re.search(rf'\b{re.escape(part)}\b', text)
+                         for part in arg.split('.')[1:])), None)
+  if isinstance(error, (AttributeError, KeyError)) and culprit:
+    suggestion = re.search(r'Did you mean "(\w+)"', text)
+    hint = f' (did you mean {suggestion.group(1)}?)' if suggestion else ''
+    return (f'{culprit} is not a field of the config{hint}; check its spelling against the '
+            'config file (configs/common.py documents the fields every run has).')
+  first_line = (str(error).strip().splitlines() or [''])[0]
+  return f'cannot apply the config flags ({type(error).__name__}: {first_line}).'
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with the config loaded at once and any failure told in one line."""
+  try:
+    remaining = flags.FLAGS(argv)
+    _CONFIG.value.get('seed')  # a config file that failed to load raises only when used
+  except flags.Error as error:
+    sys.exit(f'error: {error}')
+  except Exception as error:  # pylint: disable=broad-except
+    sys.exit(f'error: {_config_error(error, argv)}')
+  return remaining
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.get_absl_handler().addFilter(drop_library_info)
+  command_line.quiet_library_info()
   if _MULTIPROCESS.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
@@ -75,4 +98,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -18,6 +18,7 @@ from configs import ltpa
 def get_config():
   config = ltpa.get_config()
   config.data.name = 'fashion_mnist'
+  config.data.validation_split = 5000  # the last 5,000 training images rank the best checkpoint
   config.data.random_crop_padding = 0
   config.model.width = 1 / 16
   config.model.dropout = False

@@ -20,6 +20,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
+from lpta import command_line
 from lpta import families
 from lpta import objectives
 from lpta import sharding
@@ -101,6 +102,7 @@ def benchmark(config, num_steps: int) -> dict:
 
 def main(argv):
   del argv
+  command_line.quiet_library_info()
   try:
     print(json.dumps(benchmark(_CONFIG.value, _STEPS.value), indent=1))
   except LptaError as error:

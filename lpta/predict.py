@@ -19,6 +19,7 @@ from etils import epath
 import jax
 import numpy as np
 
+from lpta import command_line
 from lpta import runs
 from lpta import summaries
 from lpta.errors import LptaError
@@ -85,6 +86,7 @@ def predict_files(run: runs.Run, paths, output_dir: epath.PathLike) -> list[str]
 
 
 def main(argv):
+  command_line.quiet_library_info()
   paths = argv[1:]
   if not _WORKDIR.value or not paths:
     sys.exit('error: give --workdir=<a trained run> and at least one image, e.g. python -m '

@@ -1,10 +1,13 @@
 """The command line: user errors are one line on stderr and a non-zero exit, nothing written."""
 
+import logging
 import os
 import pathlib
 import subprocess
 import sys
 import time
+
+from lpta import command_line
 
 REPO_ROOT = pathlib.Path(__file__).parent.parent
 
@@ -14,8 +17,10 @@ def _run_main(tmp_path, *flags):
              # No network, whatever the test machine has: every request goes to a closed port.
              HTTP_PROXY='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9',
              http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
+  if not any(flag.startswith('--workdir=') for flag in flags):
+    flags = (f'--workdir={tmp_path / "run"}', *flags)
   start = time.time()
-  result = subprocess.run([sys.executable, 'main.py', f'--workdir={tmp_path / "run"}', *flags],
+  result = subprocess.run([sys.executable, 'main.py', *flags],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
   return result, time.time() - start
 
@@ -41,3 +46,45 @@ def test_bad_config_value_exits_with_one_line(tmp_path):
   assert result.returncode == 1
   assert _last_line(result.stderr) == (
       "error: config.model.compatibility='cosine' is not valid; use one of pc, dp.")
+
+
+def test_a_missing_config_file_is_one_line(tmp_path):
+  result, seconds = _run_main(tmp_path, '--config=configs/no_such_config.py')
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f'error: --config=configs/no_such_config.py: no such file (looked for from {REPO_ROOT}); '
+      'pass a config file, e.g. --config=configs/quickstart.py.']
+  assert not (tmp_path / 'run').exists()
+
+
+def test_an_unknown_override_is_one_line_naming_it(tmp_path):
+  result, _ = _run_main(tmp_path, '--config=configs/quickstart.py', '--config.model.width=0.5',
+                        '--config.data.nmae=cifar10')
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      'error: --config.data.nmae is not a field of the config (did you mean name?); check its '
+      'spelling against the config file (configs/common.py documents the fields every run has).']
+
+
+def test_a_workdir_under_a_file_is_one_line_before_the_data_is_read(tmp_path):
+  (tmp_path / 'file').write_text('')
+  result, _ = _run_main(tmp_path, '--config=configs/cifar100_att3.py',
+                        f'--workdir={tmp_path / "file" / "run"}')
+  assert result.returncode == 1
+  assert _last_line(result.stderr) == (
+      f'error: --workdir={tmp_path / "file" / "run"} cannot be made: {tmp_path / "file"} is a '
+      'file, not a folder; choose another --workdir.')
+  assert 'Traceback' not in result.stderr
+  assert 'cifar-100' not in result.stderr  # refused before looking for the data set
+
+
+def test_library_info_lines_are_dropped_and_their_warnings_kept():
+  def record(pathname, level):
+    return logging.LogRecord('absl', level, pathname, 1, 'message', None, None)
+
+  orbax = '/venv/site-packages/orbax/checkpoint/checkpoint_manager.py'
+  jax_internal = '/venv/site-packages/jax/_src/xla_bridge.py'
+  assert not command_line.drop_library_info(record(orbax, logging.INFO))
+  assert not command_line.drop_library_info(record(jax_internal, logging.INFO))
+  assert command_line.drop_library_info(record(orbax, logging.WARNING))
+  assert command_line.drop_library_info(record('/repo/lpta/train.py', logging.INFO))

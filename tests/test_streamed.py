@@ -1,5 +1,7 @@
 """lpta.data.streamed: crops of hand-made JPEGs, and the ImageNet pipeline on tfds mock data."""
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -163,3 +165,18 @@ def test_imagenet_config_trains_and_evaluates_on_mock_data(tmp_path):
   assert (tmp_path / 'run' / 'checkpoints' / '2').is_dir()
   assert np.isfinite(test_metrics['test_loss'])
   assert (tmp_path / 'run' / 'attention' / 'step_00000002.png').exists()
+
+
+@pytest.mark.parametrize('train_split, expected', [
+    ('train', ('train[0:900]', 'train[900:1000]')),
+    ('train[:500]', ('train[0:400]', 'train[400:500]')),
+    ('train[10%:]', ('train[100:900]', 'train[900:1000]')),
+])
+def test_the_validation_split_is_held_out_of_the_end_of_the_train_split(train_split, expected):
+  splits = tfds.core.SplitDict([tfds.core.SplitInfo(name='train', shard_lengths=[600, 400],
+                                                    num_bytes=0)])
+  builder = types.SimpleNamespace(info=types.SimpleNamespace(splits=splits))
+  assert streamed._hold_out(builder, train_split, 100) == expected  # pylint: disable=protected-access
+  with pytest.raises(errors.ConfigError, match='validation_split=100 leaves no training example '
+                                               'of the 50 in train'):
+    streamed._hold_out(builder, 'train[:50]', 100)  # pylint: disable=protected-access

@@ -294,11 +294,13 @@ def _hold_out(builder, train_split: str, count: int) -> tuple[str, str]:
   """(the TFDS split of train_split but its last `count` examples, the split of those)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  (absolute,) = tfds.core.ReadInstruction.from_spec(train_split).to_absolute(builder.info.splits)
-  start, end = absolute.from_ or 0, absolute.to
+  splits = builder.info.splits
+  (absolute,) = tfds.core.ReadInstruction.from_spec(train_split).to_absolute(splits)
+  name = absolute.splitname
+  start = absolute.from_ or 0
+  end = splits[name].num_examples if absolute.to is None else absolute.to
   if count >= end - start:
     raise errors.ConfigError(
         f'config.data.validation_split={count} leaves no training example of the '
         f'{end - start} in {train_split}; hold out fewer.')
-  name = absolute.splitname
   return f'{name}[{start}:{end - count}]', f'{name}[{end - count}:{end}]'
