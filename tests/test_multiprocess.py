@@ -24,29 +24,18 @@ from test_train import checkpoint_steps
 REPO_ROOT = pathlib.Path(__file__).parent.parent
 DEADLINE_S = 420
 
-CONFIG = '''
-"""WRN-10-1 on 16×16 synthetic images: 2 epochs of 4 steps, every step logged."""
-import ml_collections
-from configs import attention_transfer, common
+TESTS_DIR = pathlib.Path(__file__).parent
+# test_transfer's WRN-10-1 on 16×16 synthetic images, 2 epochs of 4 steps, every step logged.
+CONFIG = f"""
+import sys
+sys.path.insert(0, {str(TESTS_DIR)!r})
+from test_transfer import wrn_config
 
 
 def get_config():
-  config = attention_transfer.wrn(common.get_config(), depth=10, widen_factor=1)
-  config.data.name = 'synthetic'
-  config.data.synthetic_image_shape = (16, 16, 3)
-  config.data.synthetic_num_classes = 4
-  config.data.synthetic_num_train = 80
-  config.data.synthetic_num_test = 22
-  config.data.validation_split = 16
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.learning_rate = 0.05
-  config.batch_size = 16
-  config.eval_batch_size = 8
-  config.num_epochs = 2
-  config.log_every_steps = 1
-  config.num_attention_images = 2
-  return config
-'''
+  return wrn_config(**{{'num_epochs': 2, 'log_every_steps': 1, 'data.validation_split': 16,
+                        'data.synthetic_num_train': 80}})
+"""
 
 # Runs main.py with Gloo told to listen on the loopback interface (by default it resolves the
 # host name, which may name another interface). The hook is private to jax, hence its test-only

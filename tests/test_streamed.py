@@ -133,7 +133,7 @@ def test_eval_batches_cover_the_validation_split_once_with_padding(imagenet):
 
 
 def test_a_batch_larger_than_the_shard_is_refused(imagenet):
-  with pytest.raises(errors.ConfigError, match='larger than this process'):
+  with pytest.raises(errors.ConfigError, match=f'larger than the {NUM_EXAMPLES} train examples'):
     imagenet.train_batches(local_batch_size=NUM_EXAMPLES + 1, seed=0)
 
 

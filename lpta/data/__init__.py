@@ -9,9 +9,8 @@ A source is bound to one `config.data` and owns everything the train loop needs 
 Batches are open dicts of numpy arrays: 'image' uint8 [b, H, W, C] and 'label' int32 [b], plus
 'mask' float32 [b] in evaluation (0 for padding), plus whatever a source adds (e.g. 'box').
 
-A Dataset (lpta.data.in_memory.Dataset, lpta.data.streamed.StreamedDataset) offers
-  train_batches(local_batch_size, seed, start_step), eval_batches(split, local_batch_size),
-  first_images(count), eval_splits, num_train_examples, num_examples, class_names, statistics.
+What `load()` returns is a `Dataset` (lpta.data.in_memory.Dataset,
+lpta.data.streamed.StreamedDataset).
 
 TensorFlow and TFDS are imported only when a TFDS data set is loaded, so the `synthetic` source,
 the models and `lpta.load_run` work without them.
@@ -53,8 +52,44 @@ import ml_collections
 from lpta import errors
 from lpta.data import preprocessing
 
+EVAL_SPLITS = ('validation', 'test')  # in the order they are evaluated
 COMMON_FIELDS = ('name', 'data_dir', 'manual_dir', 'zca', 'zca_epsilon', 'random_crop_padding',
                  'random_flip', 'image_size', 'train_split', 'validation_split')
+
+
+class Dataset:
+  """This process's view of a loaded data set. Subclasses have the attributes `num_examples`
+  ({split: examples over all processes}, splits 'train', 'test' and maybe 'validation'),
+  `class_names`, `image_shape` and `statistics` (a preprocessing.Normalisation), and implement
+  the batch iterators."""
+  num_examples: dict[str, int]
+  class_names: tuple[str, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def num_train_examples(self) -> int:
+    return self.num_examples['train']
+
+  @property
+  def eval_splits(self) -> tuple[str, ...]:
+    """The evaluated splits: 'validation' (if held out), then 'test'."""
+    return tuple(split for split in EVAL_SPLITS if split in self.num_examples)
+
+  def train_batches(self, local_batch_size: int, seed: int, start_step: int = 0):
+    """This process's part of each global train batch, from global step `start_step` on."""
+    raise NotImplementedError
+
+  def eval_batches(self, split: str, local_batch_size: int):
+    """This process's shard of `split` once, in padded batches with 'mask'; as many batches on
+    every process."""
+    raise NotImplementedError
+
+  def first_images(self, count: int):
+    """uint8 [n, H, W, C]: the first n <= count test images of this process (for figures)."""
+    raise NotImplementedError
 
 
 class Source:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import dataclasses
 
 from absl import logging
-import jax
 import numpy as np
 
 from lpta import data
@@ -30,7 +29,7 @@ Arrays = dict[str, np.ndarray]  # {'image': uint8 [N, H, W, C], 'label': int32 [
 
 
 @dataclasses.dataclass(frozen=True)
-class Dataset:
+class Dataset(data.Dataset):
   """One process's shards of a data set held in memory.
 
   Attributes:
@@ -50,19 +49,6 @@ class Dataset:
   def image_shape(self) -> tuple[int, int, int]:
     """(H, W, C) of every image."""
     return self.shards['train']['image'].shape[1:]
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  @property
-  def num_train_examples(self) -> int:
-    return self.num_examples['train']
-
-  @property
-  def eval_splits(self) -> tuple[str, ...]:
-    """The evaluated splits: 'validation' (if held out), then 'test'."""
-    return tuple(split for split in ('validation', 'test') if split in self.shards)
 
   def train_batches(self, local_batch_size: int, seed: int,
                     start_step: int = 0) -> Iterator[Arrays]:

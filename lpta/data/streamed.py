@@ -53,7 +53,7 @@ _SHUFFLE_BUFFER = 10_000  # encoded examples (~110 KB each for ImageNet) per pro
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamedDataset:
+class StreamedDataset(data.Dataset):
   """One process's view of a streamed data set.
 
   Attributes:
@@ -72,18 +72,6 @@ class StreamedDataset:
   num_local_examples: dict[str, int]
   # ImageNet's channel statistics, fixed rather than fitted; no whitening.
   statistics = preprocessing.Normalisation(MEAN, STD)
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  @property
-  def num_train_examples(self) -> int:
-    return self.num_examples['train']
-
-  @property
-  def eval_splits(self) -> tuple[str, ...]:
-    return tuple(split for split in ('validation', 'test') if split in self.tfds_splits)
 
   def train_batches(self, local_batch_size: int, seed: int,
                     start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
