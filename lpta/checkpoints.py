@@ -85,7 +85,7 @@ class Checkpointer:
   def __init__(self, directory: epath.PathLike, keep_latest: int = 2, keep_best: int = 1,
                read_only: bool = False):
     self.directory = epath.Path(directory)
-    if not read_only and '://' not in str(directory):
+    if '://' not in str(directory):  # a local path; URLs are absolute already
       self.directory = self.directory.absolute()
     policies = [checkpoint_managers.LatestN(n=keep_latest)]
     if keep_best:

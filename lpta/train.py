@@ -516,15 +516,17 @@ class _TrainLoop:
               train_rng, self.teacher_arrays)
           step += 1
           report_progress(step)
-          if step % config.log_every_steps == 0 or step % eval_every_steps == 0:
+          evaluate = step % eval_every_steps == 0 or step == num_train_steps
+          # The loss is checked before anything is saved.
+          if evaluate or step % config.log_every_steps == 0:
             self._log_train_metrics(step, train_metrics)
             train_metrics = self._replicate(self.metrics_class.empty())
-          if step % eval_every_steps == 0 or step == num_train_steps:
+          if evaluate:
             with report_progress.timed('eval'):
               eval_metrics = self._evaluate(state, step, time.time() - start)
             with report_progress.timed('checkpoint'):
               self._save(step, state, eval_metrics)
-          if interrupt.any_process():
+          if step < num_train_steps and interrupt.any_process():
             self._save_on_interrupt(step, state)
             raise KeyboardInterrupt
     finally:

@@ -1,12 +1,34 @@
-"""Test session setup: four CPU devices, so the sharded code paths run on every test machine."""
+"""Test session setup: four CPU devices, so the sharded code paths run on every test machine, and
+one compilation cache for the whole session.
 
+Many tests compile the same tiny programs (and the command-line tests compile them again in
+subprocesses); JAX's persistent compilation cache, in a folder of this session only, compiles
+each once. A cache hit gives the very executable a fresh compilation would, so no test changes
+meaning.
+"""
+
+import os
+import shutil
 import socket
+import tempfile
 
 import jax
 import pytest
 
 NUM_TEST_DEVICES = 4
 jax.config.update('jax_num_cpu_devices', NUM_TEST_DEVICES)
+
+_CACHE_DIR = tempfile.mkdtemp(prefix='lpta-test-jax-cache-')
+# The environment variables reach the subprocesses the tests start; the config this process.
+os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE_DIR
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+jax.config.update('jax_compilation_cache_dir', _CACHE_DIR)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture
