@@ -4,7 +4,8 @@
   logits, aux = run.predict(images)                 # uint8 [N, H, W, C]
 
 A checkpoint holds everything inference needs (lpta.checkpoints), so loading reads no data set
-and imports neither TensorFlow nor TFDS. Teachers of attention transfer, lpta.predict and the
+and, from a local workdir, imports neither TensorFlow nor TFDS (etils.epath reads gs:// URLs
+through TensorFlow's tf.io.gfile). Teachers of attention transfer, lpta.predict and the
 evaluators load runs this way.
 """
 

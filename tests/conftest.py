@@ -1,10 +1,13 @@
 """Test session setup: four CPU devices, so the sharded code paths run on every test machine, and
-one compilation cache for the whole session.
+fast compilation.
 
-Many tests compile the same tiny programs (and the command-line tests compile them again in
-subprocesses); JAX's persistent compilation cache, in a folder of this session only, compiles
-each once. A cache hit gives the very executable a fresh compilation would, so no test changes
-meaning.
+Compiling dominates the tests' time (the tiny models run a few steps), so XLA's costly CPU
+optimisations are off: initialisation and the train step of the tiny attention VGG compile in
+seconds instead of a minute on 2 cores. The programs compute the same functions, only more
+slowly; the benchmark (lpta.benchmark), not the tests, measures speed. Many tests also compile
+the same programs (and the command-line tests compile them again in subprocesses), so JAX's
+persistent compilation cache, in a folder of this session only, compiles each once. The
+environment variables reach the subprocesses the tests start.
 """
 
 import os
@@ -18,8 +21,11 @@ import pytest
 NUM_TEST_DEVICES = 4
 jax.config.update('jax_num_cpu_devices', NUM_TEST_DEVICES)
 
+FAST_COMPILE_XLA_FLAGS = ('--xla_backend_optimization_level=0 '
+                          '--xla_llvm_disable_expensive_passes=true '
+                          '--xla_cpu_use_fusion_emitters=false')
+os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {FAST_COMPILE_XLA_FLAGS}'.strip()
 _CACHE_DIR = tempfile.mkdtemp(prefix='lpta-test-jax-cache-')
-# The environment variables reach the subprocesses the tests start; the config this process.
 os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE_DIR
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 jax.config.update('jax_compilation_cache_dir', _CACHE_DIR)

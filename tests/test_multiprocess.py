@@ -60,8 +60,10 @@ def _run_two_processes(config_path, workdir):
   """Runs the two processes to the end or the deadline; returns their (returncode, output)."""
   port = _free_port()
   env = {name: value for name, value in os.environ.items() if not name.lower().endswith('_proxy')}
-  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=2',
-             PYTHONUNBUFFERED='1')
+  # The same XLA flags as this process (conftest), so both sides compile the same programs.
+  env.update(JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1',
+             XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} '
+                       '--xla_force_host_platform_device_count=2')
   processes = [subprocess.Popen(
       [sys.executable, '-c', LAUNCH, f'--config={config_path}', f'--workdir={workdir}',
        '--multiprocess', f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',

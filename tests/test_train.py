@@ -19,6 +19,7 @@ from configs import ltpa
 import lpta
 from lpta import checkpoints
 from lpta import objectives
+from lpta import sharding
 from lpta import train
 from lpta.errors import CheckpointError, ConfigError, TrainingDiverged
 
@@ -234,6 +235,70 @@ def test_resuming_may_change_how_the_run_is_logged_and_evaluated(finished_run, t
   resumed, _ = train.train_and_evaluate(config, workdir)
   assert int(resumed.step) == int(state.step)  # nothing left to train
   assert json.loads((workdir / 'config.json').read_text())['eval_batch_size'] == 4
+
+
+def _train_steps(config, devices, num_steps, dtype=jnp.float32):
+  """`num_steps` jitted train steps on `devices`, every array in `dtype`: (state, metrics)."""
+  mesh = sharding.make_mesh(devices)
+  family, source = train.validate_config(config, len(devices))
+  dataset = source.load()
+  model = family.build(source.num_classes, dtype)
+  state = train.create_train_state(jax.random.key(0), model,
+                                   train.create_optimizer(config.optimizer, 0.05),
+                                   source.image_shape, mesh, family)
+  state = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                       state)
+  objective = family.objective(config, model, source.image_shape)
+  trainer = train.Trainer(family, source, objective, num_steps, mesh)
+  normalisation = sharding.replicate(jax.tree.map(lambda x: x.astype(dtype),
+                                                  dataset.statistics), mesh)
+  metrics = sharding.replicate(train.TrainMetrics.empty(), mesh)
+  rng = sharding.replicate(jax.random.key(1), mesh)
+  batches = dataset.train_batches(config.batch_size, config.seed)
+  for _ in range(num_steps):
+    state, metrics = trainer.train_step(state, metrics, trainer.to_global(next(batches)),
+                                        normalisation, rng, None)
+  return state, metrics
+
+
+def _assert_trees_close(first, second, **tolerances):
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tolerances), first, second)
+
+
+# How far 1 device and 4 devices may differ. Sharding changes the per-device shapes, so XLA's
+# convolutions and BatchNorm's cross-device sums round differently: each layer of the tiny
+# attention VGG (18 of them) adds a few float32 ulps, about 2e-7 relative, so its forward pass
+# (the loss, the BatchNorm statistics) agrees to well within 1e-5. Gradients do not: a ReLU input
+# within rounding of zero (or a max-pool tie) falls on one side on 1 device and on the other on
+# 4, and moves a gradient by up to 1e-2 whichever way the sums are ordered. Which steps do so
+# depends on the CPU, so float32 steps are compared through their forward pass only, and whole
+# training runs in float64, where an input would have to lie within ~1e-14 of a kink.
+
+def test_one_and_four_devices_compute_the_same_forward_pass_in_float32():
+  config = tiny_config()
+  one, one_metrics = _train_steps(config, jax.devices()[:1], num_steps=1)
+  four, four_metrics = _train_steps(config, jax.devices(), num_steps=1)
+  # Global BatchNorm and the same dropout masks: only summation order differs. (Per-device
+  # BatchNorm statistics over 4 examples would change the loss in the second decimal.)
+  np.testing.assert_allclose(one_metrics.compute()['loss'], four_metrics.compute()['loss'],
+                             rtol=1e-5)
+  _assert_trees_close(one.batch_stats, four.batch_stats, rtol=1e-5, atol=1e-6)
+  assert len(four.params['classifier']['kernel'].sharding.device_set) == 4
+
+
+def test_one_and_four_devices_train_the_same_on_real_data_in_float64(tmp_path):
+  """Eight steps on Fashion-MNIST (the Debian package, prepared offline into tmp_path)."""
+  config = tiny_config(**{'data.name': 'fashion_mnist', 'data.data_dir': str(tmp_path),
+                          'data.train_split': 'train[:256]', 'data.random_crop_padding': 2,
+                          'batch_size': 32})
+  with jax.enable_x64(True):
+    one, one_metrics = _train_steps(config, jax.devices()[:1], num_steps=8, dtype=jnp.float64)
+    four, four_metrics = _train_steps(config, jax.devices(), num_steps=8, dtype=jnp.float64)
+    losses = [metrics.compute()['loss'] for metrics in (one_metrics, four_metrics)]
+  assert one.params['classifier']['kernel'].dtype == jnp.float64
+  np.testing.assert_allclose(*losses, rtol=1e-12)
+  _assert_trees_close(one.params, four.params, rtol=1e-9, atol=1e-12)
+  _assert_trees_close(one.batch_stats, four.batch_stats, rtol=1e-9, atol=1e-12)
 
 
 def test_train_step_compiles_once(tmp_path):

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lpta.models import at_least_float32
+
 COMPATIBILITIES = ('pc', 'dp')
 NORMALISATIONS = ('softmax', 'sigmoid')
 PROJECTIONS = ('g_down', 'l_up')
@@ -23,8 +25,8 @@ class Attention(NamedTuple):
   """What one attention estimator returns.
 
   pooled: [B, C] the attention-pooled descriptor g_a (C = C_l for 'g_down', C_g for 'l_up').
-  attention_map: [B, H, W] the normalised map a (float32).
-  scores: [B, H, W] the raw compatibility scores c before normalisation (float32).
+  attention_map: [B, H, W] the normalised map a (float32, or float64 when computing in it).
+  scores: [B, H, W] the raw compatibility scores c before normalisation (same dtype).
   """
   pooled: jax.Array
   attention_map: jax.Array
@@ -51,12 +53,12 @@ def dot_product_compatibility(local_features, global_features):
 
 
 def normalise_scores(scores, normalisation):
-  """Turns scores [B, H, W] into an attention map [B, H, W] (float32).
+  """Turns scores [B, H, W] into an attention map [B, H, W] (at least float32).
 
   softmax: a_i = exp(c_i) / Σ_j exp(c_j) over the H·W positions of each example (paper eq. 2);
   sigmoid: a_i = σ(c_i), each position gated independently (the PyTorch port's alternative).
   """
-  scores = scores.astype(jnp.float32)
+  scores = at_least_float32(scores)
   if normalisation == 'softmax':
     batch, height, width = scores.shape
     flat = jax.nn.softmax(scores.reshape(batch, height * width), axis=-1)
@@ -111,7 +113,7 @@ class AttentionEstimator(nn.Module):
       scores = dot_product_compatibility(local_features, global_features)
     attention_map = normalise_scores(scores, self.normalisation)
     pooled = pool_local_features(attention_map, local_features, self.normalisation)
-    return Attention(pooled, attention_map, scores.astype(jnp.float32))
+    return Attention(pooled, attention_map, at_least_float32(scores))
 
   def _match_widths(self, local_features, global_features, train):
     local_width, global_width = local_features.shape[-1], global_features.shape[-1]

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from lpta.errors import ConfigError
+from lpta.models import at_least_float32
 
 WRN_STEM_WIDTH = 16
 WRN_GROUP_WIDTHS = (16, 32, 64)
@@ -61,10 +62,10 @@ def batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
 
 
 def classifier(features, num_classes: int, dtype):
-  """Global average pool and Dense: [B, h, w, C] -> float32 logits [B, num_classes]."""
+  """Global average pool and Dense: [B, h, w, C] -> logits [B, num_classes], at least float32."""
   logits = nn.Dense(num_classes, kernel_init=kaiming_normal, dtype=dtype, name='classifier')(
       jnp.mean(features, axis=(1, 2)))
-  return logits.astype(jnp.float32)
+  return at_least_float32(logits)
 
 
 class PreActivationBlock(nn.Module):

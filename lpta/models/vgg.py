@@ -22,6 +22,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from lpta.models import at_least_float32
 from lpta.models.attention import AttentionEstimator
 
 # (output channels, official dropout rate) of VGG-16's 13 convolutions, then the attention
@@ -162,7 +163,7 @@ class AttentionVGG(nn.Module):
         'pooled_features': tuple(pooled),
         'global_features': global_features,
     }
-    return logits.astype(jnp.float32), aux
+    return at_least_float32(logits), aux
 
   def _classify(self, pooled, train):
     """The classifier on the pooled descriptors [B, c_s] -> logits [B, num_classes]."""
@@ -208,4 +209,4 @@ class VGG(nn.Module):
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)
     aux = {'attention_maps': (), 'attention_scores': (), 'pooled_features': (),
            'global_features': hidden}
-    return logits.astype(jnp.float32), aux
+    return at_least_float32(logits), aux
