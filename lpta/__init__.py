@@ -5,4 +5,8 @@ sharded train loop. See README.md. `lpta.load_run(workdir)` loads a trained run 
 (lpta.runs); it imports neither TensorFlow nor TFDS.
 """
 
-from lpta.runs import load_run, Run
+from lpta import xla_cpu
+
+xla_cpu.configure()
+
+from lpta.runs import load_run, Run  # pylint: disable=g-import-not-at-top,wrong-import-position

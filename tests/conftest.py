@@ -7,7 +7,9 @@ seconds instead of a minute on 2 cores. The programs compute the same functions,
 slowly; the benchmark (lpta.benchmark), not the tests, measures speed. Many tests also compile
 the same programs (and the command-line tests compile them again in subprocesses), so JAX's
 persistent compilation cache, in a folder of this session only, compiles each once. The
-environment variables reach the subprocesses the tests start.
+XLA:CPU option that `import lpta` sets (lpta.xla_cpu) is set here too, before anything is
+computed, so the tests compute what runs compute. The environment variables reach the
+subprocesses the tests start.
 """
 
 import os
@@ -17,6 +19,8 @@ import tempfile
 
 import jax
 import pytest
+
+from lpta import xla_cpu
 
 NUM_TEST_DEVICES = 4
 jax.config.update('jax_num_cpu_devices', NUM_TEST_DEVICES)
@@ -30,6 +34,7 @@ os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE_DIR
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 jax.config.update('jax_compilation_cache_dir', _CACHE_DIR)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+xla_cpu.configure()
 
 
 def pytest_sessionfinish(session, exitstatus):
