@@ -4,9 +4,9 @@ import logging as python_logging
 
 from absl import logging
 
-# Libraries whose INFO lines (several per checkpoint for Orbax) stay out of the log; their
-# warnings and errors are kept.
-QUIET_LIBRARIES = ('/orbax/', '/jax/_src/')
+# Libraries whose INFO lines (several per checkpoint for Orbax, several per data set read for
+# TFDS) stay out of the log; their warnings and errors are kept.
+QUIET_LIBRARIES = ('/orbax/', '/jax/_src/', '/tensorflow_datasets/')
 
 
 def drop_library_info(record: python_logging.LogRecord) -> bool:

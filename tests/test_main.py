@@ -86,5 +86,7 @@ def test_library_info_lines_are_dropped_and_their_warnings_kept():
   jax_internal = '/venv/site-packages/jax/_src/xla_bridge.py'
   assert not command_line.drop_library_info(record(orbax, logging.INFO))
   assert not command_line.drop_library_info(record(jax_internal, logging.INFO))
+  tfds_reader = '/venv/site-packages/tensorflow_datasets/core/reader.py'
+  assert not command_line.drop_library_info(record(tfds_reader, logging.INFO))
   assert command_line.drop_library_info(record(orbax, logging.WARNING))
   assert command_line.drop_library_info(record('/repo/lpta/train.py', logging.INFO))
