@@ -101,7 +101,7 @@ class Checkpointer:
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
             best_fn=(lambda metrics: metrics[BEST_METRIC]) if tracks_best else None,
             best_mode='max', enable_async_checkpointing=True, create=not read_only,
-            read_only=read_only))
+            read_only=read_only, save_interval_steps=0 if read_only else 1))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

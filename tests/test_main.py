@@ -89,4 +89,7 @@ def test_library_info_lines_are_dropped_and_their_warnings_kept():
   tfds_reader = '/venv/site-packages/tensorflow_datasets/core/reader.py'
   assert not command_line.drop_library_info(record(tfds_reader, logging.INFO))
   assert command_line.drop_library_info(record(orbax, logging.WARNING))
+  read_only = logging.LogRecord('absl', logging.WARNING, orbax, 1,
+                                'Given directory is read only=%s', ('/run/checkpoints',), None)
+  assert not command_line.drop_library_info(read_only)
   assert command_line.drop_library_info(record('/repo/lpta/train.py', logging.INFO))

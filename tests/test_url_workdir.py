@@ -22,6 +22,10 @@ import tensorflow as tf
 import gcs_emulator
 from test_train import tiny_config
 
+# JAX warns at every fork of a multithreaded process. The children here exec at once; between
+# fork and exec they run only gcs_emulator.die_with_parent, one prctl call looked up before.
+pytestmark = pytest.mark.filterwarnings('ignore:os.fork\\(\\) was called:RuntimeWarning')
+
 REPO_ROOT = pathlib.Path(__file__).parent.parent
 TESTS_DIR = pathlib.Path(__file__).parent
 DEADLINE_S = 110  # for all the commands of this module together
