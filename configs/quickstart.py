@@ -11,7 +11,7 @@ the best checkpoint. Maps of 28², 14², 7².
 
 Expected: about 90% test top-1 (the final evaluation) in under 10 minutes on 2 CPU cores; the
 figures measured, with their machine, are in the README (Results). Two epochs
-(--config.num_epochs=2) take a third less time and gave 0.5 to 1 point less.
+(--config.num_epochs=2) take a third less time and gave about half a point less.
 """
 
 from configs import ltpa
