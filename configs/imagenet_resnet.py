@@ -5,7 +5,7 @@ Commands (the teacher, then the student baseline):
   python main.py --config=configs/imagenet_resnet.py --workdir=runs/imagenet_resnet18
 
 ImageNet is prepared once by TFDS from ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar, put
-in --config.data.manual_dir, then streamed from disk (lpta/streaming_input.py). The recipe of
+in --config.data.manual_dir, then streamed from disk (lpta/data/streamed.py). The recipe of
 szagoruyko/attention-transfer (imagenet.py): SGD lr 0.1, momentum 0.9, weight decay 1e-4,
 batch 256, 100 epochs, the rate × 0.1 at epochs 30, 60 and 90; 224² random-resized crops and
 flips; evaluation on the 50,000 validation images (resize 256, centre crop 224), logged as
