@@ -6,10 +6,10 @@ optimisations are off: initialisation and the train step of the tiny attention V
 seconds instead of a minute on 2 cores. The programs compute the same functions, only more
 slowly; the benchmark (lpta.benchmark), not the tests, measures speed. Many tests also compile
 the same programs (and the command-line tests compile them again in subprocesses), so JAX's
-persistent compilation cache, in a folder of this session only, compiles each once. The
-XLA:CPU option that `import lpta` sets (lpta.xla_cpu) is set here too, before anything is
-computed, so the tests compute what runs compute. The environment variables reach the
-subprocesses the tests start.
+persistent compilation cache, in a folder of this session only, compiles each once. lpta is
+imported right after these settings and before anything is computed, so the XLA:CPU option it
+sets (lpta.xla_cpu) holds here as in runs. The environment variables reach the subprocesses the
+tests start.
 """
 
 import os
@@ -19,8 +19,6 @@ import tempfile
 
 import jax
 import pytest
-
-from lpta import xla_cpu
 
 NUM_TEST_DEVICES = 4
 jax.config.update('jax_num_cpu_devices', NUM_TEST_DEVICES)
@@ -34,7 +32,7 @@ os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE_DIR
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 jax.config.update('jax_compilation_cache_dir', _CACHE_DIR)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
-xla_cpu.configure()
+import lpta  # pylint: disable=unused-import,wrong-import-position  (sets the XLA:CPU option)
 
 
 def pytest_sessionfinish(session, exitstatus):
