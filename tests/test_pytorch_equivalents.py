@@ -1,0 +1,127 @@
+"""The PyTorch twins of lpta.benchmark --against=pytorch: the same networks as lpta's.
+
+Parameter counts must be equal for every family; with lpta's parameters copied in, a twin must
+compute the same logits and parameter gradients in training mode (batch statistics). Both sides
+compute in float32 with different summation orders (XLA vs oneDNN), so values agree to rounding:
+per layer about K·ε relative (K ≤ 9·32 terms per output here, ε = 1.2e-7, so ≤ 3.5e-5), over
+about 17 layers that BatchNorm keeps at unit scale; the tolerance is 1e-4 of each array's largest
+magnitude (of the largest gradient, for gradients) plus 2e-3 relative; a wrong layer is off by
+O(1).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from configs import cifar100_att3, cifar100_att3_before, cifar100_vgg, fashion_mnist_wrn
+from configs import imagenet_resnet, quickstart
+from lpta import benchmark
+from lpta import families
+from lpta import pytorch_equivalents
+from lpta.errors import ConfigError
+
+_ATOL_FRACTION = 1e-4
+_RTOL = 2e-3
+
+
+def _narrow_port():
+  config = cifar100_att3_before.get_config()
+  config.model.width = 1 / 16
+  return config
+
+
+def _narrow_wrn():
+  config = fashion_mnist_wrn.get_config()
+  config.model.depth, config.model.widen_factor = 10, 1
+  return config
+
+
+@pytest.mark.parametrize('get_config, image_shape, num_classes', [
+    (quickstart.get_config, (28, 28, 1), 10),
+    (cifar100_att3.get_config, (32, 32, 3), 100),  # official: g_down, dropout, biased u
+    (cifar100_att3_before.get_config, (32, 32, 3), 100),  # port: l_up, no dropout
+    (cifar100_vgg.get_config, (32, 32, 3), 100),
+    (fashion_mnist_wrn.get_config, (28, 28, 1), 10),
+    (imagenet_resnet.get_config, (224, 224, 3), 1000),
+])
+def test_twins_have_the_same_parameter_count(get_config, image_shape, num_classes):
+  config = get_config()
+  model = families.create_model(config.model, num_classes)
+  variables, _ = families.abstract_variables_and_outputs(model, image_shape)
+  twin = pytorch_equivalents.build(config.model, image_shape, num_classes)
+  assert (pytorch_equivalents.count_parameters(twin)
+          == families.count_parameters(variables['params']))
+
+
+def _assert_close(actual, expected, scale):
+  actual, expected = np.asarray(actual), np.asarray(expected)
+  assert actual.shape == expected.shape
+  np.testing.assert_allclose(actual, expected, rtol=_RTOL, atol=_ATOL_FRACTION * scale)
+
+
+def _ordered_like(tree, reference):
+  if not isinstance(reference, dict):
+    return tree
+  return {key: _ordered_like(tree[key], value) for key, value in reference.items()}
+
+
+@pytest.mark.parametrize('get_config, image_shape', [
+    (quickstart.get_config, (28, 28, 1)),
+    (_narrow_port, (32, 32, 3)),
+    (_narrow_wrn, (28, 28, 1)),
+])
+def test_twins_compute_the_same_logits_and_gradients(get_config, image_shape):
+  config = get_config()
+  model = families.create_model(config.model, 10)
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(8, *image_shape)).astype(np.float32)
+  labels = rng.integers(0, 10, 8)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False)
+
+  def loss(params):
+    logits = model.apply({**variables, 'params': params}, images, train=True,
+                         mutable=['batch_stats'])[0][0]
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(8), labels]), logits
+
+  (_, logits), grads = jax.value_and_grad(loss, has_aux=True)(variables['params'])
+  twin = pytorch_equivalents.build(config.model, image_shape, 10)
+  pytorch_equivalents.load_flax_parameters(twin, variables['params'])
+  twin_logits = twin(torch.from_numpy(images).permute(0, 3, 1, 2))
+  torch.nn.functional.cross_entropy(twin_logits, torch.from_numpy(labels)).backward()
+  _assert_close(twin_logits.detach(), logits, scale=np.max(np.abs(logits)))
+  # Conv biases before BatchNorm have a zero gradient, computed as rounding noise: the scale of
+  # a gradient is the largest of the network's.
+  scale = max(float(np.max(np.abs(leaf))) for leaf in jax.tree.leaves(grads))
+  in_creation_order = _ordered_like(grads, variables['params'])  # jax.grad sorted the keys
+  for parameter, grad in zip(twin.parameters(),
+                             pytorch_equivalents.flax_leaves_in_order(in_creation_order)):
+    grad = np.asarray(grad)
+    if grad.ndim == 4:
+      grad = grad.transpose(3, 2, 0, 1)
+    elif grad.ndim == 2:
+      grad = grad.T
+    _assert_close(parameter.grad.reshape(grad.shape), grad, scale)
+
+
+def test_benchmark_against_pytorch_reports_both_sides_and_their_ratio():
+  config = quickstart.get_config()
+  config.batch_size = 16
+  result = benchmark.benchmark_against_pytorch(config, num_steps=2, num_rounds=2)
+  assert result['parameters'] == 79_609
+  lpta, pytorch = result['lpta'], result['pytorch']
+  assert lpta['compilations_of_train_step'] == 1
+  for side in (lpta, pytorch):
+    assert side['step_s_min'] <= side['step_s_median'] <= side['step_s_max']
+    # step_s_median is printed to 0.1 ms, images_per_s from the unrounded median
+    assert side['images_per_s'] == pytest.approx(16 / side['step_s_median'], rel=5e-5 / side['step_s_median'] + 1e-3)
+  assert result['lpta_over_pytorch'] == pytest.approx(
+      lpta['images_per_s'] / pytorch['images_per_s'], abs=0.005)
+
+
+def test_a_network_without_a_twin_is_a_config_error():
+  config = quickstart.get_config()
+  config.model.name = 'ram'
+  with pytest.raises(ConfigError, match='has no PyTorch twin'):
+    pytorch_equivalents.build(config.model, (28, 28, 1), 10)
