@@ -2,16 +2,20 @@
 
   python main.py --config=configs/quickstart.py [--workdir=runs/quickstart] [--config.a.b=value]
 
-Everything happens in lpta.train.train_and_evaluate; this file only parses flags, starts the
-multi-process runtime when asked to, quietens library logs and turns user errors into a one-line
-message.
+Everything happens in lpta.train.train_and_evaluate; this file only restarts itself under
+tcmalloc where that helps (lpta.allocator), parses flags, starts the multi-process runtime when
+asked to, quietens library logs and turns user errors into a one-line message.
 """
 
 import os
 import re
 import sys
 
-from absl import app
+if __name__ == '__main__':
+  from lpta import allocator  # pylint: disable=g-import-not-at-top
+  allocator.restart_with_tcmalloc()  # before JAX allocates anything
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 from absl import logging
 import jax

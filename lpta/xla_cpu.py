@@ -33,7 +33,7 @@ def accelerator_packages(distribution_names) -> list[str]:
   return [name for name in normalised if name.startswith(ACCELERATOR_PACKAGES)]
 
 
-def _installed_distribution_names() -> list[str]:
+def installed_distribution_names() -> list[str]:
   return [distribution.metadata['Name'] or '' for distribution in
           importlib.metadata.distributions()]
 
@@ -45,10 +45,16 @@ def flags_with_option(xla_flags: str, jaxlib_version: str) -> str:
   return f'{xla_flags} --{OPTION}={VALUE}'.strip()
 
 
+def cpu_tuning_applies() -> bool:
+  """Whether lpta tunes the CPU for training (this option, lpta.allocator): not with
+  LPTA_XLA_CPU_DEFAULTS=1, not where a GPU or TPU plugin of JAX is installed."""
+  return (os.environ.get(KEEP_DEFAULTS_VARIABLE) != '1'
+          and not accelerator_packages(installed_distribution_names()))
+
+
 def configure() -> None:
   """Sets the option in this process's XLA_FLAGS (and so in the processes it starts)."""
-  if (os.environ.get(KEEP_DEFAULTS_VARIABLE) == '1'
-      or accelerator_packages(_installed_distribution_names())):
+  if not cpu_tuning_applies():
     return
   os.environ['XLA_FLAGS'] = flags_with_option(os.environ.get('XLA_FLAGS', ''),
                                               jaxlib.__version__)

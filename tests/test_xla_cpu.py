@@ -45,11 +45,11 @@ def test_gpu_and_tpu_plugins_are_recognised_by_their_package_names():
 def test_with_a_gpu_plugin_installed_the_flags_are_left_alone(monkeypatch):
   monkeypatch.setenv('XLA_FLAGS', '--a=1')
   monkeypatch.delenv(xla_cpu.KEEP_DEFAULTS_VARIABLE, raising=False)
-  monkeypatch.setattr(xla_cpu, '_installed_distribution_names',
+  monkeypatch.setattr(xla_cpu, 'installed_distribution_names',
                       lambda: ['jax', 'jaxlib', 'jax-cuda13-plugin'])
   xla_cpu.configure()
   assert os.environ['XLA_FLAGS'] == '--a=1'
-  monkeypatch.setattr(xla_cpu, '_installed_distribution_names', lambda: ['jax', 'jaxlib'])
+  monkeypatch.setattr(xla_cpu, 'installed_distribution_names', lambda: ['jax', 'jaxlib'])
   xla_cpu.configure()
   import jaxlib  # pylint: disable=g-import-not-at-top
   expected = xla_cpu.flags_with_option('--a=1', jaxlib.__version__)
@@ -59,7 +59,7 @@ def test_with_a_gpu_plugin_installed_the_flags_are_left_alone(monkeypatch):
 def test_the_tests_run_with_the_option_when_runs_do():
   import jaxlib  # pylint: disable=g-import-not-at-top
   expected = (jaxlib.__version__.startswith(xla_cpu.TESTED_JAXLIB_VERSIONS)
-              and not xla_cpu.accelerator_packages(xla_cpu._installed_distribution_names()))
+              and not xla_cpu.accelerator_packages(xla_cpu.installed_distribution_names()))
   assert (_OPTION_FLAG in os.environ['XLA_FLAGS']) == expected
 
 
