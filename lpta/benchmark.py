@@ -43,10 +43,10 @@ from lpta.errors import ConfigError, LptaError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed training steps (per side and round with '
-                              '--against).')
+                              '--against).', lower_bound=1)
 _AGAINST = flags.DEFINE_enum('against', None, ['pytorch'],
                              'Also time the PyTorch twin of the network, in alternation.')
-_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Alternating rounds with --against.')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Alternating rounds with --against.', lower_bound=1)
 _WARMUP_STEPS = 2
 # Synthetic inputs: uniform uint8 images, normalised with these statistics on both sides.
 _MEAN, _STD = .5, .25
