@@ -49,25 +49,16 @@ class ConvStack(nn.Module):
   def __init__(self, in_channels, convs, pools_after, taps=(), tap_after_pool=False,
                dropout=True, width=1.0, epsilon=1e-5):
     super().__init__()
-    self.pools_after, self.taps, self.tap_after_pool = set(pools_after), set(taps), tap_after_pool
+    self.pools_after, self.taps, self.tap_after_pool = pools_after, taps, tap_after_pool
     self.blocks = nn.ModuleList()
     for channels, rate in convs:
       channels = flax_vgg.scale_width(channels, width)
       self.blocks.append(ConvBlock(in_channels, channels, rate if dropout else 0., epsilon))
       in_channels = channels
-    self.out_channels = in_channels
 
   def forward(self, x):
-    tapped = {}
-    for index, block in enumerate(self.blocks, start=1):
-      x = block(x)
-      if index in self.taps and not self.tap_after_pool:
-        tapped[index] = x
-      if index in self.pools_after:
-        x = _max_pool(x)
-      if index in self.taps and self.tap_after_pool:
-        tapped[index] = x
-    return x, tapped
+    return flax_vgg.run_stack(self.blocks, x, self.pools_after, self.taps, self.tap_after_pool,
+                              _max_pool)
 
 
 def _flat_size(stack: ConvStack, image_shape) -> int:
@@ -83,7 +74,7 @@ class AttentionEstimator(nn.Module):
 
   def __init__(self, local_width, global_width, model: ml_collections.ConfigDict):
     super().__init__()
-    self.compatibility, self.normalisation = model.compatibility, model.normalisation
+    self.normalisation = model.normalisation
     self.project_local = self.project_global = None
     width = local_width
     if local_width != global_width and model.projection == 'l_up':
@@ -93,6 +84,7 @@ class AttentionEstimator(nn.Module):
       self.project_global = nn.Sequential(
           _batch_norm(global_width, model.bn_epsilon, dims=1), nn.ReLU(),
           nn.Dropout(.5 if model.dropout else 0.), nn.Linear(global_width, local_width))
+    self.pooled_width = width  # of g_a
     self.u = nn.Conv2d(width, 1, 1, bias=model.score_bias) if model.compatibility == 'pc' else None
 
   def forward(self, local, global_):
@@ -128,8 +120,8 @@ class AttentionVGG(nn.Module):
                   for tap in taps]
     self.attentions = nn.ModuleList(AttentionEstimator(width, global_width, model)
                                     for width in tap_widths)
-    pooled_widths = [global_width if width != global_width and model.projection == 'l_up'
-                     else width for width in tap_widths] or [global_width]
+    pooled_widths = ([attention.pooled_width for attention in self.attentions]
+                     or [global_width])
     self.preactivations = nn.ModuleList(
         nn.Sequential(_batch_norm(width, model.bn_epsilon, dims=1), nn.ReLU(),
                       nn.Dropout(.5 if model.dropout else 0.))
@@ -275,20 +267,25 @@ def flax_leaves_in_order(params) -> list:
 
 
 def load_flax_parameters(network: nn.Module, params) -> None:
-  """Copies Flax parameters into the twin: conv kernels HWIO → OIHW, dense kernels [in, out] →
-  [out, in], the rest as they are."""
+  """Copies Flax parameters into the twin, each in PyTorch's layout (torch_layout)."""
   leaves = flax_leaves_in_order(params)
   parameters = list(network.parameters())
   if len(leaves) != len(parameters):
     raise ValueError(f'{len(leaves)} Flax leaves for {len(parameters)} PyTorch parameters')
   with torch.no_grad():
     for parameter, leaf in zip(parameters, leaves):
-      value = torch.from_numpy(np.array(leaf))
-      if value.ndim == 4:
-        value = value.permute(3, 2, 0, 1)
-      elif value.ndim == 2:
-        value = value.T
-      parameter.copy_(value.reshape(parameter.shape))
+      parameter.copy_(torch.from_numpy(torch_layout(leaf)).reshape(parameter.shape))
+
+
+def torch_layout(array) -> np.ndarray:
+  """A Flax parameter (or its gradient) in PyTorch's layout: conv kernels HWIO → OIHW, dense
+  kernels [in, out] → [out, in], the rest as they are."""
+  array = np.array(array)
+  if array.ndim == 4:
+    return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
+  if array.ndim == 2:
+    return np.ascontiguousarray(array.T)
+  return array
 
 
 class TrainStep:

@@ -97,11 +97,7 @@ def test_twins_compute_the_same_logits_and_gradients(get_config, image_shape):
   in_creation_order = _ordered_like(grads, variables['params'])  # jax.grad sorted the keys
   for parameter, grad in zip(twin.parameters(),
                              pytorch_equivalents.flax_leaves_in_order(in_creation_order)):
-    grad = np.asarray(grad)
-    if grad.ndim == 4:
-      grad = grad.transpose(3, 2, 0, 1)
-    elif grad.ndim == 2:
-      grad = grad.T
+    grad = pytorch_equivalents.torch_layout(grad)
     _assert_close(parameter.grad.reshape(grad.shape), grad, scale)
 
 

@@ -17,6 +17,7 @@ Every convolution is 3×3 with bias, then BatchNorm, ReLU and (optionally) dropo
 2×2 with ceil rounding ('SAME'), so odd sizes such as 28 → 14 → 7 → 4 → 2 → 1 work.
 """
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -87,17 +88,27 @@ class ConvStack(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    tapped = {}
-    for index, (channels, rate) in enumerate(self.convs, start=1):
-      x = ConvBlock(scale_width(channels, self.width), rate if self.dropout else 0.,
-                    self.bn_epsilon, self.dtype, name=f'conv{index}')(x, train=train)
-      if index in self.taps and not self.tap_after_pool:
-        tapped[index] = x
-      if index in self.pools_after:
-        x = max_pool(x)
-      if index in self.taps and self.tap_after_pool:
-        tapped[index] = x
-    return x, tapped
+    blocks = [functools.partial(
+        ConvBlock(scale_width(channels, self.width), rate if self.dropout else 0.,
+                  self.bn_epsilon, self.dtype, name=f'conv{index}'), train=train)
+              for index, (channels, rate) in enumerate(self.convs, start=1)]
+    return run_stack(blocks, x, self.pools_after, self.taps, self.tap_after_pool, max_pool)
+
+
+def run_stack(blocks, x, pools_after, taps, tap_after_pool: bool, pool):
+  """Applies conv blocks 1, 2, ... in turn, `pool` after those in `pools_after`; returns the
+  final features and {conv index: its output before or after that pool} for the `taps`.
+  Framework-free: the PyTorch twins (lpta.pytorch_equivalents) walk their stack with it too."""
+  tapped = {}
+  for index, block in enumerate(blocks, start=1):
+    x = block(x)
+    if index in taps and not tap_after_pool:
+      tapped[index] = x
+    if index in pools_after:
+      x = pool(x)
+    if index in taps and tap_after_pool:
+      tapped[index] = x
+  return x, tapped
 
 
 class AttentionVGG(nn.Module):
