@@ -1,6 +1,5 @@
 """Model structure: parameter counts of the seed table and attention-map sizes (jax.eval_shape)."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 from configs import ltpa
 from lpta import families
 from lpta.errors import ConfigError
-from lpta.models import pooling, vgg
+from lpta.models import vgg
 
 PORT = dict(projection='l_up', score_bias=False, head_preactivation=False, dropout=False,
             bn_epsilon=1e-5)
@@ -132,23 +131,3 @@ def test_bad_model_config_values_are_refused(field, value, message):
   config[field] = value
   with pytest.raises(ConfigError, match=message):
     families.create_model(config, 10)
-
-
-@pytest.mark.parametrize('shape', [(2, 28, 28, 3), (2, 7, 5, 3), (1, 1, 1, 2)])
-def test_max_pool_equals_flax_max_pool_and_its_gradient_on_ties(shape):
-  # Integers in [-2, 2] tie in most windows: the gradient must go to each window's first maximum
-  # (row-major), as select_and_scatter sends it, not be split between the tied ones.
-  x = jnp.round(jax.random.normal(jax.random.key(0), shape))
-  flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME')
-  output_gradient = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
-  loss = lambda pool: lambda x: jnp.sum(pool(x) * output_gradient)
-  padded = np.pad(x, ((0, 0), (0, shape[1] % 2), (0, shape[2] % 2), (0, 0)),
-                  constant_values=-np.inf)
-  windows = np.stack([padded[:, i::2, j::2] for i in (0, 1) for j in (0, 1)])
-  tied_windows = np.sum(np.sum(windows == windows.max(0), 0) > 1)
-  assert tied_windows > 0 or shape[1:3] == (1, 1)
-  np.testing.assert_array_equal(pooling.max_pool_2x2(x), flax_pool(x))
-  np.testing.assert_array_equal(jax.grad(loss(pooling.max_pool_2x2))(x),
-                                jax.grad(loss(flax_pool))(x))
-  np.testing.assert_array_equal(jax.jit(jax.grad(loss(pooling.max_pool_2x2)))(x),
-                                jax.grad(loss(flax_pool))(x))

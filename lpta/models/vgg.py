@@ -25,7 +25,6 @@ import jax.numpy as jnp
 
 from lpta.models import at_least_float32
 from lpta.models.attention import AttentionEstimator
-from lpta.models.pooling import max_pool_2x2
 
 # (output channels, official dropout rate) of VGG-16's 13 convolutions, then the attention
 # network's two extra ones.
@@ -47,6 +46,11 @@ conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 def scale_width(channels: int, width: float) -> int:
   """Channels of a layer under the width multiplier (at least one)."""
   return max(1, int(round(channels * width)))
+
+
+def max_pool(x):
+  """2×2 max-pool, stride 2, ceil rounding. [B, H, W, C] -> [B, ⌈H/2⌉, ⌈W/2⌉, C]."""
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME')
 
 
 class ConvBlock(nn.Module):
@@ -88,8 +92,7 @@ class ConvStack(nn.Module):
         ConvBlock(scale_width(channels, self.width), rate if self.dropout else 0.,
                   self.bn_epsilon, self.dtype, name=f'conv{index}'), train=train)
               for index, (channels, rate) in enumerate(self.convs, start=1)]
-    return run_stack(blocks, x, self.pools_after, self.taps, self.tap_after_pool,
-                     max_pool_2x2)
+    return run_stack(blocks, x, self.pools_after, self.taps, self.tap_after_pool, max_pool)
 
 
 def run_stack(blocks, x, pools_after, taps, tap_after_pool: bool, pool):
