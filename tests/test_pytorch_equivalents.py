@@ -85,7 +85,7 @@ def test_twins_compute_the_same_logits_and_gradients(get_config, image_shape):
                          mutable=['batch_stats'])[0][0]
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(8), labels]), logits
 
-  (_, logits), grads = jax.value_and_grad(loss, has_aux=True)(variables['params'])
+  (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables['params'])
   twin = pytorch_equivalents.build(config.model, image_shape, 10)
   pytorch_equivalents.load_flax_parameters(twin, variables['params'])
   twin_logits = twin(torch.from_numpy(images).permute(0, 3, 1, 2))

@@ -89,14 +89,19 @@ print(json.dumps({jax.tree_util.keystr(path): np.asarray(leaf).ravel().tolist()
 '''
 
 
-def _gradients(with_option: bool) -> dict:
+def _start_gradients(with_option: bool) -> subprocess.Popen:
   other_flags = ' '.join(flag for flag in os.environ['XLA_FLAGS'].split()
                          if xla_cpu.OPTION not in flag)
   env = dict(os.environ, XLA_FLAGS=other_flags)
   env[xla_cpu.KEEP_DEFAULTS_VARIABLE] = '0' if with_option else '1'
-  result = subprocess.run([sys.executable, '-c', _GRADIENTS], env=env, capture_output=True,
-                          text=True, check=True, cwd=_REPOSITORY)
-  *_, flags_line, gradients_line = result.stdout.strip().splitlines()
+  return subprocess.Popen([sys.executable, '-c', _GRADIENTS], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=_REPOSITORY)
+
+
+def _gradients(process: subprocess.Popen, with_option: bool) -> dict:
+  stdout, stderr = process.communicate()
+  assert process.returncode == 0, stderr
+  *_, flags_line, gradients_line = stdout.strip().splitlines()
   assert (_OPTION_FLAG in json.loads(flags_line)['XLA_FLAGS']) == with_option
   return json.loads(gradients_line)
 
@@ -106,7 +111,8 @@ def test_option_computes_the_default_gradients():
   largest value (leaves that are zero in exact arithmetic, e.g. biases before a softmax, are
   rounding noise on that scale); 1e-10 leaves room for depth and lets no wrong gradient through
   (a wrong one is off by ~1e-2 of the scale or more)."""
-  default, with_option = _gradients(False), _gradients(True)
+  processes = {with_option: _start_gradients(with_option) for with_option in (False, True)}
+  default, with_option = (_gradients(processes[flag], flag) for flag in (False, True))
   assert default.keys() == with_option.keys() and len(default) > 20
   scale = max(np.abs(values).max() for values in default.values())
   for path in default:
