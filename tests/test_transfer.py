@@ -1,6 +1,7 @@
 """Attention transfer on the shared train loop: objectives, teachers loaded with load_run (their
 own normalisation, any family), freezing, errors."""
 
+import functools
 import logging
 
 import jax
@@ -234,8 +235,8 @@ def test_a_zca_teacher_sees_the_images_through_its_own_normalisation(zca_vgg_tea
   teacher_data = data.get(teacher.config.data).load()
   np.testing.assert_allclose(teacher.normalisation.zca_matrix,
                              teacher_data.statistics.zca_matrix, rtol=1e-6)
-  # One eager (unjitted) train step of a KD student without ZCA, recording what the objective
-  # got from the teacher; no augmentation, so the teacher sees the batch as it is.
+  # One train step of a KD student without ZCA, recording what the objective got from the
+  # teacher; no augmentation, so the teacher sees the batch as it is.
   config = wrn_config(**{'transfer.method': 'kd', 'teacher.workdir': str(zca_vgg_teacher),
                          'data.random_crop_padding': 0, 'data.random_flip': False})
   family, source = train.validate_config(config, num_devices=4)
@@ -246,7 +247,7 @@ def test_a_zca_teacher_sees_the_images_through_its_own_normalisation(zca_vgg_tea
   class RecordingDistillation(objectives.Distillation):
     def teacher_targets(self, teacher_arrays, pixels, labels):
       targets = super().teacher_targets(teacher_arrays, pixels, labels)
-      recorded.append(targets['logits'])
+      jax.debug.callback(lambda logits: recorded.append(np.asarray(logits)), targets['logits'])
       return targets
 
   model = family.build(4, jnp.float32)
@@ -256,9 +257,11 @@ def test_a_zca_teacher_sees_the_images_through_its_own_normalisation(zca_vgg_tea
                                    (16, 16, 3), mesh, family)
   batch = {name: array[:16] for name, array in student_data.shards['train'].items()}
   objective = RecordingDistillation(config.transfer, teacher=teacher)
-  train.train_step(state, train.train_metrics_class(objective.term_names).empty(), batch,
-                   student_data.statistics, jax.random.key(1), teacher.arrays, source=source,
-                   family=family, objective=objective, num_train_steps=4)
+  jax.block_until_ready(jax.jit(functools.partial(
+      train.train_step, source=source, family=family, objective=objective, num_train_steps=4))(
+          state, train.train_metrics_class(objective.term_names).empty(), batch,
+          student_data.statistics, jax.random.key(1), teacher.arrays))
+  assert len(recorded) == 1
   expected, _ = teacher.predict(batch['image'])
   np.testing.assert_allclose(recorded[0], expected, rtol=1e-4, atol=1e-5)
   # Fed through the student's statistics instead, the teacher answers differently: by far more
