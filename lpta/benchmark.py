@@ -152,16 +152,21 @@ def benchmark(config, num_steps: int) -> dict:
           'compilations_of_train_step': step.compilations()}
 
 
-def pytorch_step(config, image_shape, num_classes: int):
-  """(one step of the PyTorch twin on the same synthetic batch, its parameter count)."""
+def check_pytorch_comparison(config) -> None:
+  """Refuses, before anything is compiled, a comparison that cannot run."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as error:
     raise ConfigError('--against=pytorch needs PyTorch: pip install torch') from error
-  from lpta import pytorch_equivalents  # pylint: disable=g-import-not-at-top
   if config.half_precision:
     raise ConfigError('--against=pytorch compares float32 steps; '
                       'set --config.half_precision=False.')
+
+
+def pytorch_step(config, image_shape, num_classes: int):
+  """(one step of the PyTorch twin on the same synthetic batch, its parameter count)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from lpta import pytorch_equivalents  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
   network = pytorch_equivalents.build(config.model, image_shape, num_classes)
   channels = image_shape[-1]
@@ -175,6 +180,7 @@ def pytorch_step(config, image_shape, num_classes: int):
 
 def benchmark_against_pytorch(config, num_steps: int, num_rounds: int) -> dict:
   """lpta's step and its PyTorch twin's, `num_rounds` alternating rounds of `num_steps` each."""
+  check_pytorch_comparison(config)
   lpta_step = LptaStep(config)
   compile_seconds = first_and_warmup(lpta_step)
   lpta_memory = memory()  # before PyTorch allocates anything

@@ -111,8 +111,8 @@ def test_option_computes_the_default_gradients():
   largest value (leaves that are zero in exact arithmetic, e.g. biases before a softmax, are
   rounding noise on that scale); 1e-10 leaves room for depth and lets no wrong gradient through
   (a wrong one is off by ~1e-2 of the scale or more)."""
-  processes = {with_option: _start_gradients(with_option) for with_option in (False, True)}
-  default, with_option = (_gradients(processes[flag], flag) for flag in (False, True))
+  default_process, option_process = _start_gradients(False), _start_gradients(True)
+  default, with_option = _gradients(default_process, False), _gradients(option_process, True)
   assert default.keys() == with_option.keys() and len(default) > 20
   scale = max(np.abs(values).max() for values in default.values())
   for path in default:
