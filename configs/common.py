@@ -17,7 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # The data set (lpta/data/__init__.py).
   config.data = data = ml_collections.ConfigDict()
-  # cifar10, cifar100, svhn_cropped, fashion_mnist, imagenet2012 or synthetic
+  # cifar10, cifar100, svhn_cropped, fashion_mnist, translated_fashion_mnist,
+  # cluttered_fashion_mnist, imagenet2012 or synthetic
   data.name = placeholder(str)
   data.data_dir = placeholder(str)  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets
   data.manual_dir = placeholder(str)  # archives for offline preparation; None = <data_dir>/downloads/manual
@@ -35,14 +36,20 @@ def get_config() -> ml_collections.ConfigDict:
   data.synthetic_num_classes = 100
   data.synthetic_num_train = 50_000
   data.synthetic_num_test = 10_000
+  # Only for translated_fashion_mnist and cluttered_fashion_mnist (lpta/data/canvases.py).
+  data.canvas_size = 60  # side of the canvas the 28×28 item is placed on
+  data.clutter_pieces = 0  # pieces of other images per canvas (cluttered_fashion_mnist: > 0)
+  data.clutter_piece_size = 8  # side of each piece
 
   # The network: `name` picks the model family (lpta/families), which reads its own fields.
   config.model = ml_collections.ConfigDict({'name': placeholder(str)})
 
   config.optimizer = optimizer = ml_collections.ConfigDict()
+  optimizer.name = 'sgd'  # 'sgd' (with momentum) or 'adam'
   optimizer.learning_rate = 0.1
-  optimizer.momentum = 0.9
-  optimizer.nesterov = False
+  optimizer.momentum = 0.9  # 'sgd' only
+  optimizer.nesterov = False  # 'sgd' only
+  optimizer.adam_betas = (0.9, 0.999)  # 'adam' only
   optimizer.weight_decay = 5e-4  # added to the gradient of every parameter
   optimizer.schedule = 'step'  # 'step', 'multistep', 'cosine' or 'constant'
   optimizer.decay_factor = 0.5  # 'step' and 'multistep': the factor of each decay

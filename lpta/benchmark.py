@@ -161,6 +161,8 @@ def check_pytorch_comparison(config) -> None:
   if config.half_precision:
     raise ConfigError('--against=pytorch compares float32 steps; '
                       'set --config.half_precision=False.')
+  if config.optimizer.name != 'sgd':
+    raise ConfigError('--against=pytorch compares SGD steps; set --config.optimizer.name=sgd.')
 
 
 def pytorch_step(config, image_shape, num_classes: int):

@@ -12,8 +12,9 @@ lpta.objectives):
   seed: drives initialisation, data order, augmentation and dropout; a run is a function of it.
   batch_size, eval_batch_size: global batch sizes; both must be divisible by the device count.
   num_epochs: length of training.
-  optimizer: SGD with `learning_rate`, `momentum`, `nesterov`, `weight_decay` (λ·w added to the
-    gradient of every parameter, as in PyTorch and Torch7) and a `schedule`:
+  optimizer: `name` 'sgd' (SGD with `momentum`, `nesterov`) or 'adam' (Adam with `adam_betas`),
+    with `learning_rate`, `weight_decay` (λ·w added to the gradient of every parameter, as in
+    PyTorch and Torch7) and a `schedule`:
       'step': × `decay_factor` every `decay_every_epochs` (LTPA: × 0.5 every 25 epochs);
       'multistep': × `decay_factor` at each epoch in `decay_epochs`;
       'cosine': cosine decay to zero over training; 'constant'.
@@ -65,6 +66,7 @@ from lpta.data import preprocessing
 from lpta.errors import CheckpointError, ConfigError, TrainingDiverged
 
 SCHEDULES = ('step', 'multistep', 'cosine', 'constant')
+OPTIMIZERS = ('sgd', 'adam')
 
 
 class TrainState(train_state.TrainState):
@@ -105,12 +107,19 @@ def validate_config(config: ml_collections.ConfigDict,
           f'a multiple of {num_devices} (e.g. --config.{field}='
           f'{max(num_devices, config[field] // num_devices * num_devices)}).')
   optimizer = config.optimizer
+  if optimizer.name not in OPTIMIZERS:
+    raise ConfigError(f'config.optimizer.name={optimizer.name!r} is not an optimiser; use one of '
+                      f'{", ".join(OPTIMIZERS)}.')
   if optimizer.schedule not in SCHEDULES:
     raise ConfigError(f'config.optimizer.schedule={optimizer.schedule!r} is not a schedule; '
                       f'use one of {", ".join(SCHEDULES)}.')
   if not optimizer.learning_rate > 0:
     raise ConfigError(f'config.optimizer.learning_rate={optimizer.learning_rate} must be '
                       'positive.')
+  betas = optimizer.adam_betas
+  if len(betas) != 2 or not all(0 <= beta < 1 for beta in betas):
+    raise ConfigError(f'config.optimizer.adam_betas={tuple(betas)} must be two numbers in [0, 1), '
+                      'e.g. (0.9, 0.999).')
   if not 0 <= optimizer.momentum < 1 or optimizer.weight_decay < 0:
     raise ConfigError('config.optimizer.momentum must lie in [0, 1) and '
                       'config.optimizer.weight_decay must be >= 0.')
@@ -136,11 +145,15 @@ def learning_rate_schedule(optimizer_config: ml_collections.ConfigDict,
 
 def create_optimizer(optimizer_config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
-  """SGD with momentum; weight decay added to the gradient before momentum (PyTorch's SGD)."""
-  return optax.chain(
-      optax.add_decayed_weights(optimizer_config.weight_decay),
-      optax.sgd(schedule, momentum=optimizer_config.momentum or None,
-                nesterov=optimizer_config.nesterov))
+  """SGD with momentum or Adam; weight decay added to the gradient first (as PyTorch's SGD and
+  Adam do)."""
+  if optimizer_config.name == 'adam':
+    b1, b2 = optimizer_config.adam_betas
+    update = optax.adam(schedule, b1=b1, b2=b2)
+  else:
+    update = optax.sgd(schedule, momentum=optimizer_config.momentum or None,
+                       nesterov=optimizer_config.nesterov)
+  return optax.chain(optax.add_decayed_weights(optimizer_config.weight_decay), update)
 
 
 def create_train_state(rng, model, tx, image_shape, mesh,
@@ -211,8 +224,8 @@ def eval_step(state: TrainState, eval_metrics: metrics.Collection, batch, normal
   """Accumulates the family's metrics over one padded batch; padding (mask 0) is not counted."""
   variables = _model_variables(state, state.params)
 
-  def predict(images, rng):
-    return state.apply_fn(variables, images, train=False, rngs=family.rngs(rng))
+  def predict(images, rng, **kwargs):
+    return state.apply_fn(variables, images, train=False, rngs=family.rngs(rng), **kwargs)
 
   outputs = family.eval_outputs(
       predict, normalisation(preprocessing.to_unit_range(batch['image'])), batch, rng)
@@ -266,11 +279,14 @@ class Trainer:
 
   def evaluate(self, state, dataset, split: str, local_batch_size: int, normalisation,
                rng) -> dict[str, float]:
-    """The family's metrics on `split`, named '<split>_<metric>'."""
+    """The family's metrics on `split`, named '<split>_<metric>'. Each batch gets its own key,
+    folded from `rng`, the split and the batch's index: the same at every evaluation, and no two
+    batches share random draws (e.g. sampled glimpse trajectories)."""
     eval_metrics = sharding.replicate(self.family.eval_metrics.empty(), self.mesh)
-    for batch in dataset.eval_batches(split, local_batch_size):
+    split_rng = jax.random.fold_in(rng, data.EVAL_SPLITS.index(split))
+    for index, batch in enumerate(dataset.eval_batches(split, local_batch_size)):
       eval_metrics = self.eval_step(state, eval_metrics, self.to_global(batch), normalisation,
-                                    rng)
+                                    jax.random.fold_in(split_rng, index))
     return {f'{split}_{name}': float(value) for name, value in eval_metrics.compute().items()}
 
 

@@ -121,3 +121,14 @@ def test_a_network_without_a_twin_is_a_config_error():
   config.model.name = 'ram'
   with pytest.raises(ConfigError, match='has no PyTorch twin'):
     pytorch_equivalents.build(config.model, (28, 28, 1), 10)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'half_precision': True}, 'half_precision=False'),
+    ({'optimizer.name': 'adam'}, 'optimizer.name=sgd'),
+])
+def test_comparisons_that_cannot_be_like_for_like_are_refused(overrides, message):
+  config = quickstart.get_config()
+  config.update_from_flattened_dict(overrides)
+  with pytest.raises(ConfigError, match=message):
+    benchmark.check_pytorch_comparison(config)

@@ -342,10 +342,23 @@ def test_step_and_multistep_schedules():
       [.1, .02, .004, .0008])
 
 
+def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_gradient():
+  # Adam's first update is −lr · m̂ / (√v̂ + ε) = −lr · g / (|g| + ε); weight decay 2 adds 2·w.
+  config = tiny_config(**{'optimizer.name': 'adam', 'optimizer.weight_decay': 2.})
+  optimizer = train.create_optimizer(config.optimizer, 0.01)
+  params = {'w': jnp.array([1., -2., 0.])}
+  grads = {'w': jnp.array([0.5, 1., 0.])}  # + 2·w: 2.5, −3, 0
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  # 1 − β₂ = 0.001 computed in float32 is off by up to 2⁻²⁴ / 0.001 ≈ 6e-5 relative; √ halves it.
+  np.testing.assert_allclose(updates['w'], [-0.01, 0.01, 0.], rtol=3e-5)
+
+
 @pytest.mark.parametrize('overrides, message', [
     ({'batch_size': 18}, 'config.batch_size=18 is not divisible by the 4 devices'),
     ({'eval_batch_size': 0}, 'config.eval_batch_size=0 must be a positive integer'),
     ({'optimizer.schedule': 'linear'}, "config.optimizer.schedule='linear' is not a schedule"),
+    ({'optimizer.name': 'rmsprop'}, "config.optimizer.name='rmsprop' is not an optimiser"),
+    ({'optimizer.adam_betas': (0.9, 1.)}, 'adam_betas=.0.9, 1.0. must be two numbers'),
     ({'optimizer.learning_rate': -0.1}, 'config.optimizer.learning_rate=-0.1 must be positive'),
     ({'model.head': 'sum'}, "config.model.head='sum' is not valid"),
     ({'model.name': 'transformer'}, "config.model.name='transformer' is not a model"),
