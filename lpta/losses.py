@@ -1,11 +1,13 @@
-"""Losses of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017) and knowledge distillation.
+"""Losses of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017), knowledge distillation and the
+REINFORCE terms of recurrent glimpse models (Mnih et al., NIPS 2014).
 
 Activation-based AT (seed-systems §2.2) compares, at each transfer point j, channel-free attention
 maps of student and teacher activations; gradient-based AT (§2.7) compares input gradients; the
 flip-symmetry loss compares a network's input gradient with that of the mirrored image. Knowledge
 distillation (§2.3) is Hinton's. Everything is pure jax.numpy and jit-able; the teacher's inputs
 are treated as constants (jax.lax.stop_gradient). Shapes follow Flax (NHWC): activations [B, H, W,
-C], images [B, H, W, C], logits [B, K], integer labels [B].
+C], images [B, H, W, C], logits [B, K], integer labels [B]. The glimpse terms (RAM §2.2, "hybrid
+loss") take per-step log-probabilities and baselines [B, T] and rewards [B].
 """
 
 from typing import Callable, Sequence
@@ -246,3 +248,29 @@ def flip_symmetry_loss(per_example_loss_fn: PerExampleLoss, images, beta):
   gradients = input_gradients(per_example_loss_fn, images)
   mirrored = _flip_width(input_gradients(per_example_loss_fn, _flip_width(images)))
   return beta / 2 * jnp.mean(_safe_norm(_flatten(gradients) - _flatten(mirrored)))
+
+
+def reinforce_loss(log_probs, rewards, baselines):
+  """REINFORCE with a baseline: −mean_b Σ_t log π(l_t^b) · (R^b − b_t^b).
+
+  Its gradient is the policy-gradient estimate of −E[R]; the advantage R − b_t is a constant
+  (stop-gradient), so the term trains only what `log_probs` depends on. Averaged, not summed,
+  over the batch, so its weight relative to the cross-entropy does not grow with the batch size.
+
+  Args:
+    log_probs: [B, T] log-probability of each chosen location.
+    rewards: [B] the episode's reward (1 if the classification is right, else 0).
+    baselines: [B, T] the reward predicted at each choice.
+  Returns:
+    float32 scalar.
+  """
+  advantages = jax.lax.stop_gradient(rewards[:, None] - baselines)
+  return -jnp.mean(jnp.sum(log_probs * advantages, axis=1))
+
+
+def baseline_loss(baselines, rewards):
+  """Mean squared error of the baselines [B, T] against the rewards [B]: mean_{b,t} (b_t − R)²;
+  the rewards are constants. Zero when there is no choice (T = 0)."""
+  if baselines.shape[1] == 0:
+    return jnp.zeros((), jnp.float32)
+  return jnp.mean(jnp.square(baselines - jax.lax.stop_gradient(rewards)[:, None]))

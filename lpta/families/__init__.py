@@ -34,8 +34,17 @@ from lpta.errors import ConfigError
 # Model name (`config.model.name`) -> family class.
 REGISTRY: dict[str, type['Family']] = {}
 
-# Forward pass in inference mode: (images [B, H, W, C], rng) -> (logits [B, K], aux).
-Predict = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, Any]]]
+# Forward pass in inference mode: (images [B, H, W, C], rng, **module keyword arguments) ->
+# (logits [B, K], aux).
+Predict = Callable[..., tuple[jax.Array, dict[str, Any]]]
+
+
+def classification_outputs(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+  """Per-example values of ClassificationMetrics from logits [B, K] and labels [B]."""
+  top_k = min(5, logits.shape[-1])
+  top5_correct = jnp.any(jax.lax.top_k(logits, top_k)[1] == labels[:, None], axis=-1)
+  return {'loss': objectives.cross_entropy(logits, labels), 'logits': logits,
+          'labels': labels, 'top5_correct': top5_correct.astype(jnp.float32)}
 
 
 @flax.struct.dataclass
@@ -82,11 +91,7 @@ class Family:
     """Per-example values for `eval_metrics.single_from_model_output` (the mask is added by
     the loop). images: normalised [B, H, W, C]; batch: the raw batch ('label' [B], ...)."""
     logits, _ = predict(images, rng)
-    labels = batch['label']
-    top_k = min(5, logits.shape[-1])
-    top5_correct = jnp.any(jax.lax.top_k(logits, top_k)[1] == labels[:, None], axis=-1)
-    return {'loss': objectives.cross_entropy(logits, labels), 'logits': logits,
-            'labels': labels, 'top5_correct': top5_correct.astype(jnp.float32)}
+    return classification_outputs(logits, batch['label'])
 
   def transfer_points(self, aux: dict[str, Any]) -> tuple[jax.Array, ...]:
     """Activations [B, h_j, w_j, C_j] compared by activation-based attention transfer."""
@@ -164,4 +169,6 @@ def count_parameters(params) -> int:
 
 # The built-in families register themselves on import.
 from lpta.families import attention_transfer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.families import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.families import glimpse  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.families import ltpa  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -1,0 +1,193 @@
+"""The Recurrent Attention Model (Mnih, Heess, Graves & Kavukcuoglu, NIPS 2014).
+
+Per step t = 0 … T−1 the model looks at the image through the glimpse sensor (lpta.models.glimpse)
+at l_t, and updates its recurrent state:
+  h_g = ReLU(W_g ρ(x, l_t)),  h_l = ReLU(W_l l_t),  g_t = ReLU(W_gg h_g + W_lg h_l)   (glimpse network)
+  h_t = f_h(h_{t−1}, g_t)        (core: ReLU RNN, h_t = ReLU(W_hh h_{t−1} + W_gh g_t), or an LSTM)
+After every step but the last it chooses the next location with a Gaussian policy of fixed σ,
+  μ_t = tanh(W_μ h_t),  l_{t+1} ~ N(μ_t, σ² I),  used clipped to [-1, 1]² and without gradient,
+(optionally with a ReLU hidden layer, μ_t = tanh(W_μ ReLU(W_1 h_t)), as later RAM code does)
+and estimates the reward with a baseline b_t = W_b h_t + c. Policy and baseline read h_t through a
+stop-gradient, so that only the REINFORCE term trains the policy, only the baseline's regression
+trains the baseline, and neither reaches the core. The classifier reads the last state h_{T−1}.
+The first location l_0 is the image centre ('centre') or uniform in [-1, 1]² ('random'). With
+policy 'random' every location is uniform (the "random glimpses" baseline of RAM's Table 2).
+
+Log-probabilities are those of the Gaussian sample, before clipping: clipping belongs to the
+environment (a location off the image is looked at from the border), not to the policy.
+"""
+
+from collections.abc import Sequence
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lpta.models import at_least_float32
+from lpta.models import glimpse
+
+CORES = ('rnn', 'lstm')
+INITIAL_LOCATIONS = ('centre', 'random')
+POLICIES = ('learned', 'random')
+
+
+def gaussian_log_prob(samples: jax.Array, means: jax.Array, std: float) -> jax.Array:
+  """log N(samples; means, std² I), summed over the last axis: [..., D], [..., D] -> [...].
+
+  = Σ_d [−(x_d − μ_d)² / (2σ²) − log σ − ½ log 2π].
+  """
+  squared = jnp.square((samples - means) / std)
+  return jnp.sum(-0.5 * squared - math.log(std) - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+class GlimpseNetwork(nn.Module):
+  """g = ReLU(W_gg ReLU(W_g patches) + W_lg ReLU(W_l l)): images [B, H, W, C], locations [B, 2]
+  -> [B, output_units]."""
+  patch_size: int
+  num_scales: int
+  scale_factor: int
+  glimpse_units: int
+  location_units: int
+  output_units: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, locations):
+    patches = glimpse.glimpse(images, locations, self.patch_size, self.num_scales,
+                              self.scale_factor)
+    dense = lambda units, name: nn.Dense(units, dtype=self.dtype, name=name)
+    what = nn.relu(dense(self.glimpse_units, 'what')(patches.reshape(patches.shape[0], -1)))
+    where = nn.relu(dense(self.location_units, 'where')(locations))
+    return nn.relu(dense(self.output_units, 'what_out')(what)
+                   + dense(self.output_units, 'where_out')(where))
+
+
+class ReluRNNCell(nn.Module):
+  """RAM's core: h_t = ReLU(W_hh h_{t−1} + W_gh g_t + b). Carry and output: h [B, units]."""
+  units: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, carry, inputs):
+    hidden = nn.relu(nn.Dense(self.units, use_bias=False, dtype=self.dtype, name='recurrent')(carry)
+                     + nn.Dense(self.units, dtype=self.dtype, name='input')(inputs))
+    return hidden, hidden
+
+  def initial_carry(self, batch_size: int):
+    return jnp.zeros((batch_size, self.units), self.dtype)
+
+
+class LSTMCore(nn.Module):
+  """An LSTM core; carry (c, h), output h [B, units]."""
+  units: int
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    self.cell = nn.OptimizedLSTMCell(self.units, dtype=self.dtype)
+
+  def __call__(self, carry, inputs):
+    return self.cell(carry, inputs)
+
+  def initial_carry(self, batch_size: int):
+    zeros = jnp.zeros((batch_size, self.units), self.dtype)
+    return zeros, zeros
+
+
+class LocationNetwork(nn.Module):
+  """The policy's mean before the tanh: W_μ h (RAM), or W_μ ReLU(W_1 h) with `hidden_units`
+  > 0. h [B, units] -> [B, 2]."""
+  hidden_units: int = 0
+
+  @nn.compact
+  def __call__(self, state):
+    if self.hidden_units:
+      state = nn.relu(nn.Dense(self.hidden_units, name='hidden')(state))
+    return nn.Dense(2, name='mean')(state)
+
+
+class RecurrentAttentionModel(nn.Module):
+  """RAM. images [B, H, W, C] -> (logits [B, K], aux).
+
+  aux: 'locations' [B, T, 2] the (clipped) glimpse locations; 'log_probs' [B, T−1] the policy's
+  log-probability of each chosen location; 'baselines' [B, T−1] the reward estimate made with
+  each choice (both zeros, and no parameters, for policy 'random').
+
+  Locations are sampled in training and, with `sample_locations=True`, in inference; otherwise
+  the policy's means are used (deterministic evaluation). Draws from the 'location' stream.
+  """
+  num_classes: int
+  num_glimpses: int = 6
+  patch_size: int = 12
+  num_scales: int = 3
+  scale_factor: int = 2
+  location_std: float = 0.11
+  glimpse_units: int = 128
+  location_units: int = 128
+  glimpse_output_units: int = 256
+  core: str = 'rnn'
+  hidden_units: int = 256
+  initial_location: str = 'centre'
+  policy: str = 'learned'
+  location_hidden_units: int = 0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images, *, train: bool, sample_locations: bool | None = None):
+    sample = train if sample_locations is None else sample_locations
+    batch_size = images.shape[0]
+    glimpse_network = GlimpseNetwork(
+        self.patch_size, self.num_scales, self.scale_factor, self.glimpse_units,
+        self.location_units, self.glimpse_output_units, self.dtype, name='glimpse_network')
+    core_class = ReluRNNCell if self.core == 'rnn' else LSTMCore
+    core = core_class(self.hidden_units, self.dtype, name='core')
+    policy = LocationNetwork(self.location_hidden_units, name='location')
+    baseline = nn.Dense(1, dtype=jnp.float32, name='baseline')
+
+    location = self._first_location(batch_size)
+    carry = core.initial_carry(batch_size)
+    locations, log_probs, baselines = [location], [], []
+    for step in range(self.num_glimpses):
+      carry, hidden = core(carry, glimpse_network(images, location))
+      if step == self.num_glimpses - 1:
+        break
+      state = jax.lax.stop_gradient(at_least_float32(hidden))
+      location, log_prob = self._next_location(policy, state, sample)
+      # A random policy has nothing for a baseline to reduce the variance of.
+      baselines.append(baseline(state)[:, 0] if self.policy == 'learned' else
+                       jnp.zeros(batch_size, jnp.float32))
+      locations.append(location)
+      log_probs.append(log_prob)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)
+    aux = {'locations': jnp.stack(locations, axis=1),
+           'log_probs': _stack_steps(log_probs, batch_size),
+           'baselines': _stack_steps(baselines, batch_size)}
+    return at_least_float32(logits), aux
+
+  def _uniform_locations(self, batch_size):
+    return jax.random.uniform(self.make_rng('location'), (batch_size, 2), jnp.float32, -1, 1)
+
+  def _first_location(self, batch_size):
+    if self.policy == 'random' or self.initial_location == 'random':
+      return self._uniform_locations(batch_size)
+    return jnp.zeros((batch_size, 2), jnp.float32)
+
+  def _next_location(self, policy, state, sample):
+    """(l_{t+1} [B, 2] clipped, without gradient; log π(l_{t+1}) [B]) from h_t [B, units]."""
+    if self.policy == 'random':
+      return self._uniform_locations(state.shape[0]), jnp.zeros(state.shape[0], jnp.float32)
+    means = jnp.tanh(policy(state))
+    if sample:
+      noise = jax.random.normal(self.make_rng('location'), means.shape, means.dtype)
+      samples = jax.lax.stop_gradient(means + self.location_std * noise)
+    else:
+      samples = jax.lax.stop_gradient(means)
+    log_prob = gaussian_log_prob(samples, means, self.location_std)
+    return jnp.clip(samples, -1, 1), log_prob
+
+
+def _stack_steps(values: Sequence[jax.Array], batch_size: int) -> jax.Array:
+  """[B, len(values)] from per-step [B] arrays (an empty [B, 0] for one glimpse)."""
+  if not values:
+    return jnp.zeros((batch_size, 0), jnp.float32)
+  return jnp.stack(values, axis=1)

@@ -1,0 +1,262 @@
+"""The glimpse sensor, RAM and its hybrid loss: patches against hand-cut pixels, the gradient paths
+of each loss term, Monte-Carlo evaluation."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import ram as ram_config
+from lpta import families
+from lpta import losses
+from lpta import objectives
+from lpta.errors import ConfigError
+from lpta.families import glimpse as glimpse_family
+from lpta.models import glimpse
+from lpta.models import ram
+
+
+def hand_glimpse(image, centre_xy, patch_size, num_scales, scale_factor):
+  """The definition, pixel by pixel: patch j has side p·f^j and top-left pixel
+  round(centre − side/2); pixels off the image are 0; blocks of f^j × f^j are averaged."""
+  height, width, channels = image.shape
+  patches = []
+  for scale in range(num_scales):
+    side, factor = patch_size * scale_factor**scale, scale_factor**scale
+    top = int(np.round(centre_xy[1] - side / 2))
+    left = int(np.round(centre_xy[0] - side / 2))
+    window = np.zeros((side, side, channels))
+    for row in range(side):
+      for column in range(side):
+        if 0 <= top + row < height and 0 <= left + column < width:
+          window[row, column] = image[top + row, left + column]
+    pooled = np.zeros((patch_size, patch_size, channels))
+    for row in range(patch_size):
+      for column in range(patch_size):
+        pooled[row, column] = window[row * factor:(row + 1) * factor,
+                                     column * factor:(column + 1) * factor].mean((0, 1))
+    patches.append(pooled)
+  return np.stack(patches)
+
+
+def test_patch_at_the_centre_is_the_middle_of_the_image():
+  image = np.arange(64, dtype=np.float32).reshape(1, 8, 8, 1)
+  patches = glimpse.glimpse(jnp.asarray(image), jnp.zeros((1, 2)), patch_size=2, num_scales=1)
+  np.testing.assert_array_equal(patches[0, 0, ..., 0], image[0, 3:5, 3:5, 0])
+
+
+def test_x_is_the_column_and_y_the_row_growing_downwards():
+  image = np.arange(64, dtype=np.float32).reshape(1, 8, 8, 1)
+  # (x, y) = (−0.5, 0.25) is the point (2, 5) in pixels: columns 1..2, rows 4..5.
+  patches = glimpse.glimpse(jnp.asarray(image), jnp.array([[-0.5, 0.25]]), 2, 1)
+  np.testing.assert_array_equal(patches[0, 0, ..., 0], [[33, 34], [41, 42]])
+
+
+def test_patch_over_the_corner_is_zero_outside_the_image():
+  image = np.arange(1, 65, dtype=np.float32).reshape(1, 8, 8, 1)
+  # The top-right corner (x, y) = (1, −1): a 4×4 patch centred at pixel point (8, 0).
+  patch = glimpse.glimpse(jnp.asarray(image), jnp.array([[1., -1.]]), 4, 1)[0, 0, ..., 0]
+  expected = np.zeros((4, 4))
+  expected[2:, :2] = image[0, :2, 6:, 0]
+  np.testing.assert_array_equal(patch, expected)
+
+
+def test_locations_beyond_the_image_are_clipped_to_its_border():
+  images = jax.random.uniform(jax.random.key(0), (1, 10, 10, 1))
+  far = glimpse.glimpse(images, jnp.array([[3., -7.]]), 2, 2)
+  border = glimpse.glimpse(images, jnp.array([[1., -1.]]), 2, 2)
+  np.testing.assert_array_equal(far, border)
+
+
+@pytest.mark.parametrize('location', [(0., 0.), (0.37, -0.81), (-1., 1.), (0.95, 0.9),
+                                      (-0.2, -1.)])
+def test_multiscale_patches_are_zero_pad_crop_and_average_pool(location):
+  image = np.asarray(jax.random.uniform(jax.random.key(1), (1, 13, 11, 2)))
+  patches = glimpse.glimpse(jnp.asarray(image), jnp.array([location]), patch_size=3,
+                            num_scales=3, scale_factor=2)
+  centre = ((location[0] + 1) / 2 * 11, (location[1] + 1) / 2 * 13)
+  np.testing.assert_allclose(patches[0], hand_glimpse(image[0], centre, 3, 3, 2), rtol=1e-6,
+                             atol=1e-7)
+
+
+def test_flipping_image_and_location_together_flips_the_patches():
+  images = jax.random.uniform(jax.random.key(2), (64, 12, 12, 1))
+  # Random locations, and ones whose patch corners fall on rounding ties.
+  locations = jnp.concatenate([jax.random.uniform(jax.random.key(3), (60, 2), minval=-1.2,
+                                                  maxval=1.2),
+                               jnp.array([[0., 0.], [1 / 12, 0.5], [-0.25, 0.], [1., -1.]])])
+  mirrored_locations = locations * jnp.array([-1., 1.])
+  # One scale: the crops themselves, exactly.
+  crops = glimpse.glimpse(images, locations, 2, 1)
+  np.testing.assert_array_equal(glimpse.glimpse(images[:, :, ::-1], mirrored_locations, 2, 1),
+                                crops[:, :, :, ::-1])
+  # Three scales: the mirrored blocks are averaged in another order; a mean of n <= 16 float32
+  # values of [0, 1] differs by at most n rounding errors.
+  patches = glimpse.glimpse(images, locations, 2, 3)
+  mirrored = glimpse.glimpse(images[:, :, ::-1], mirrored_locations, 2, 3)
+  np.testing.assert_allclose(mirrored, patches[:, :, :, ::-1], rtol=0, atol=16 * 2**-24)
+
+
+def test_gaussian_log_probability_matches_the_hand_computation():
+  # d = (0.2, −0.3), σ = 0.5: −(0.04 + 0.09)/(2·0.25) − 2·log 0.5 − log 2π.
+  expected = -0.26 - 2 * math.log(0.5) - math.log(2 * math.pi)
+  value = ram.gaussian_log_prob(jnp.array([0.3, -0.2]), jnp.array([0.1, 0.1]), 0.5)
+  np.testing.assert_allclose(value, expected, rtol=1e-6)
+  np.testing.assert_allclose(
+      value, jax.scipy.stats.norm.logpdf(jnp.array([0.3, -0.2]), jnp.array([0.1, 0.1]),
+                                         0.5).sum(), rtol=1e-6)
+
+
+def test_reinforce_and_baseline_losses_match_their_formulas():
+  log_probs = jnp.array([[-1., -2.], [-0.5, 0.]])
+  baselines = jnp.array([[0.25, 0.5], [0.5, 1.]])
+  rewards = jnp.array([1., 0.])
+  # −mean_b Σ_t log π (R − b): b=0: −(−1·0.75 − 2·0.5) = 1.75; b=1: −(−0.5·−0.5 + 0) = −0.25.
+  np.testing.assert_allclose(losses.reinforce_loss(log_probs, rewards, baselines), 0.75)
+  # mean of (0.75², 0.5², 0.5², 1²).
+  np.testing.assert_allclose(losses.baseline_loss(baselines, rewards),
+                             (0.5625 + 0.25 + 0.25 + 1) / 4)
+  assert losses.baseline_loss(jnp.zeros((2, 0)), rewards) == 0
+
+
+def tiny_ram_config(**overrides) -> ml_collections.ConfigDict:
+  config = ram_config.get_config()
+  config.model.update(num_glimpses=3, patch_size=4, num_scales=2, glimpse_units=8,
+                      location_units=8, glimpse_output_units=16, hidden_units=16,
+                      location_std=0.2, initial_location='centre')
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def tiny_ram(**overrides):
+  family = families.get(tiny_ram_config(**overrides).model)
+  model = family.build(num_classes=5, dtype=jnp.float32)
+  images = jax.random.normal(jax.random.key(4), (6, 20, 20, 1))
+  variables = model.init({'params': jax.random.key(5), **family.rngs(jax.random.key(6))},
+                         images, train=False)
+  return family, model, variables, images
+
+
+def _parts_with_gradient(grads) -> set[str]:
+  """The top-level modules with a nonzero gradient."""
+  return {name for name, tree in grads.items()
+          if any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(tree))}
+
+
+@pytest.mark.parametrize('core', ram.CORES)
+def test_each_loss_term_reaches_only_its_part_of_ram(core):
+  family, model, variables, images = tiny_ram(**{'model.core': core})
+  labels = jnp.arange(6) % 5
+
+  def term_gradients(term):
+    def loss(params):
+      logits, aux = model.apply({'params': params}, images, train=True,
+                                rngs=family.rngs(jax.random.key(7)))
+      rewards = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+      return {
+          'cross_entropy': lambda: jnp.mean(objectives.cross_entropy(logits, labels)),
+          'reinforce': lambda: losses.reinforce_loss(aux['log_probs'], rewards, aux['baselines']),
+          'baseline': lambda: losses.baseline_loss(aux['baselines'], rewards),
+      }[term]()
+    return _parts_with_gradient(jax.grad(loss)(variables['params']))
+
+  assert term_gradients('cross_entropy') == {'classifier', 'core', 'glimpse_network'}
+  assert term_gradients('reinforce') == {'location'}
+  assert term_gradients('baseline') == {'baseline'}
+
+
+def test_training_samples_locations_and_inference_uses_the_means():
+  family, model, variables, images = tiny_ram()
+  rngs = family.rngs(jax.random.key(8))
+  _, mean_aux = model.apply(variables, images, train=False, rngs=rngs)
+  _, again = model.apply(variables, images, train=False, rngs=family.rngs(jax.random.key(9)))
+  _, sampled = model.apply(variables, images, train=True, rngs=rngs)
+  np.testing.assert_array_equal(mean_aux['locations'], again['locations'])
+  np.testing.assert_array_equal(mean_aux['locations'][:, 0], 0.)  # the first glimpse: centre
+  np.testing.assert_array_equal(sampled['locations'][:, 0], 0.)
+  assert not np.allclose(sampled['locations'][:, 1:], mean_aux['locations'][:, 1:])
+  assert mean_aux['locations'].shape == (6, 3, 2)
+  assert mean_aux['log_probs'].shape == mean_aux['baselines'].shape == (6, 2)
+  assert np.all(np.abs(sampled['locations']) <= 1)
+
+
+def test_monte_carlo_evaluation_with_one_sample_is_one_sampled_forward():
+  family, model, variables, images = tiny_ram(**{'model.eval_samples': 1})
+  labels = jnp.array([0, 1, 2, 3, 4, 0])
+  boxes = jnp.array([[2, 3, 12, 13]] * 6)
+  rng = jax.random.key(10)
+
+  def predict(inputs, key, **kwargs):
+    return model.apply(variables, inputs, train=False, rngs=family.rngs(key), **kwargs)
+
+  outputs = family.eval_outputs(predict, images, {'label': labels, 'box': boxes}, rng)
+  sampled_logits, sampled_aux = predict(images, jax.random.fold_in(rng, 0),
+                                        sample_locations=True)
+  np.testing.assert_array_equal(outputs['sampled_correct'],
+                                np.argmax(sampled_logits, -1) == labels)
+  mean_logits, mean_aux = predict(images, rng)
+  np.testing.assert_array_equal(outputs['logits'], mean_logits)
+  assert not np.allclose(sampled_aux['locations'], mean_aux['locations'])
+  # Glimpse 1 looks at the centre (10, 10) of the 20×20 image; the object's centre is (8, 7).
+  np.testing.assert_allclose(outputs['glimpse_distance_1'], math.hypot(2, 3), rtol=1e-6)
+
+
+def test_random_policy_has_no_log_probability_and_ignores_the_centre():
+  family, model, variables, images = tiny_ram(**{'model.policy': 'random'})
+  _, aux = model.apply(variables, images, train=True, rngs=family.rngs(jax.random.key(11)))
+  np.testing.assert_array_equal(aux['log_probs'], 0.)
+  np.testing.assert_array_equal(aux['baselines'], 0.)
+  assert np.all(np.abs(aux['locations'][:, 0]) > 0)
+  assert not {'location', 'baseline'} & set(variables['params'])
+
+
+def test_hybrid_loss_weighs_its_terms_and_rewards_correct_classifications():
+  logits = jnp.array([[2., 0.], [0., 1.], [3., 0.]])  # predicts 0, 1, 0
+  labels = jnp.array([0, 0, 0])  # right, wrong, right: R = 1, 0, 1
+  aux = {'log_probs': jnp.array([[-1.], [-2.], [-3.]]),
+         'baselines': jnp.array([[0.5], [0.5], [1.]])}
+  student = objectives.Student(logits=logits, aux=aux, transfer_points=(), pixels=None,
+                               labels=labels, step=0, num_train_steps=1, inference_loss=None)
+  loss, terms = glimpse_family.HybridLoss(reinforce_weight=0.1, baseline_weight=2.)(student, {})
+  cross_entropy = objectives.cross_entropy(logits, labels).mean()
+  reinforce = -(-1 * 0.5 + -2 * -0.5 + -3 * 0.) / 3  # −mean log π (R − b)
+  baseline = (0.25 + 0.25 + 0.) / 3
+  np.testing.assert_allclose(terms['classification_loss'], cross_entropy, rtol=1e-6)
+  np.testing.assert_allclose(terms['reinforce_loss'], reinforce, rtol=1e-6)
+  np.testing.assert_allclose(terms['baseline_loss'], baseline, rtol=1e-6)
+  np.testing.assert_allclose(terms['reward'], 2 / 3, rtol=1e-6)
+  np.testing.assert_allclose(loss, cross_entropy + 0.1 * reinforce + 2. * baseline, rtol=1e-6)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'model.core': 'gru'}, 'config.model.core'),
+    ({'model.num_glimpses': 0}, 'config.model.num_glimpses'),
+    ({'model.location_std': 0.}, 'config.model.location_std'),
+    ({'model.policy': 'greedy'}, 'config.model.policy'),
+    ({'model.reinforce_weight': -1.}, 'config.model.reinforce_weight'),
+    ({'model.baseline_weight': -0.5}, 'config.model.baseline_weight'),
+    ({'model.eval_samples': 0}, 'config.model.eval_samples'),
+    ({'model.location_hidden_units': -8}, 'config.model.location_hidden_units'),
+])
+def test_bad_model_values_name_the_field(overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    families.get(tiny_ram_config(**overrides).model)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'transfer.method': 'kd'}, 'hybrid loss'),
+    ({'data.name': 'fashion_mnist'}, 'object boxes'),
+])
+def test_ram_refuses_transfer_and_data_without_boxes(overrides, message):
+  config = tiny_ram_config(**overrides)
+  family = families.get(config.model)
+  with pytest.raises(ConfigError, match=message):
+    family.objective(config, family.build(10, jnp.float32), (60, 60, 1))
+
+
+def test_object_centres_are_the_middles_of_the_boxes():
+  np.testing.assert_array_equal(glimpse_family.object_centres(jnp.array([[10, 4, 38, 32]])),
+                                [[18., 24.]])
