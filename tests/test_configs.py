@@ -13,7 +13,7 @@ from lpta import train
 
 CONFIG_DIR = pathlib.Path(__file__).parent.parent / 'configs'
 # The layers every experiment builds on; they are not experiments themselves.
-LAYERS = ('__init__', 'common', 'ltpa', 'attention_transfer')
+LAYERS = ('__init__', 'common', 'ltpa', 'attention_transfer', 'ram')
 EXPERIMENTS = sorted(p.stem for p in CONFIG_DIR.glob('*.py') if p.stem not in LAYERS)
 # Parameter counts stated in the configs' docstrings (seed-systems §5), CIFAR-100 unless noted.
 EXPECTED_PARAMETERS = {

@@ -17,8 +17,9 @@ the models and `lpta.load_run` work without them.
 
 Fields of `config.data` (an `ml_collections.ConfigDict`):
   name: a registered source (`REGISTRY`): cifar10, cifar100, svhn_cropped, fashion_mnist (held
-    in host memory), imagenet2012 (streamed from disk by lpta.data.streamed), synthetic (random
-    uint8 images and labels from a fixed seed).
+    in host memory), translated_fashion_mnist and cluttered_fashion_mnist (Fashion-MNIST on
+    larger canvases, with object boxes: lpta.data.canvases), imagenet2012 (streamed from disk by
+    lpta.data.streamed), synthetic (random uint8 images and labels from a fixed seed).
   data_dir: TFDS data directory; None uses TFDS's default (`$TFDS_DATA_DIR` or
     `~/tensorflow_datasets`).
   manual_dir: folder holding manually downloaded source files; None uses
@@ -97,6 +98,8 @@ class Source:
   names: ClassVar[tuple[str, ...]]
   # Streamed sources draw their crops on the host, have fixed statistics and no ZCA.
   streamed: ClassVar[bool] = False
+  # Whether batches carry each image's object box, 'box' int32 [b, 4] (top, left, bottom, right).
+  object_boxes: ClassVar[bool] = False
 
   def __init__(self, data_config: ml_collections.ConfigDict):
     self.config = data_config
@@ -202,4 +205,5 @@ def require_int(config: ml_collections.ConfigDict, name: str, minimum: int) -> N
 
 # The built-in sources register themselves on import.
 from lpta.data import in_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.data import canvases  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.data import streamed  # pylint: disable=g-import-not-at-top,wrong-import-position

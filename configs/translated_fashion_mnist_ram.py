@@ -1,0 +1,21 @@
+"""RAM with 6 glimpses on Fashion-MNIST items translated on 60×60 canvases.
+
+Command:
+  python main.py --config=configs/translated_fashion_mnist_ram.py
+
+RAM's 60×60 translated task (Mnih et al. 2014, §4.1, Table 2) with Fashion-MNIST instead of
+MNIST digits: each item at a random position on a black 60×60 canvas; glimpses of 12×12 pixels at
+3 scales; the first at a uniformly random location, five chosen by the learned policy. 20 epochs
+of SGD (lr 0.05, momentum 0.9, cosine) on 55,000 canvases, the REINFORCE term weighted 1e-3;
+ranks checkpoints on the last 5,000, reports the test canvases. The baselines on the same
+canvases: configs/canvas_baseline.py.
+
+Published (MNIST digits, not Fashion-MNIST): RAM 6 glimpses 1.22% error, Conv 1.62%, FC-256 2.63%.
+Expected: see the README's glimpse table (measured on 2 CPU cores).
+"""
+
+from configs import ram
+
+
+def get_config():
+  return ram.get_config()
