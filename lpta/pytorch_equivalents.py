@@ -251,6 +251,9 @@ def build(model: ml_collections.ConfigDict, image_shape, num_classes: int) -> nn
   if model.name not in NETWORKS:
     raise ConfigError(f'config.model.name={model.name!r} has no PyTorch twin; '
                       f'--against=pytorch knows {", ".join(NETWORKS)}.')
+  if model.name == 'resnet' and model.depth in flax_resnet.RESNET_BOTTLENECK_DEPTHS:
+    raise ConfigError(f'config.model.depth={model.depth} (bottleneck blocks) has no PyTorch twin; '
+                      '--against=pytorch knows ResNet-18 and ResNet-34.')
   return NETWORKS[model.name](model, image_shape, num_classes).train()
 
 

@@ -121,6 +121,10 @@ def test_a_network_without_a_twin_is_a_config_error():
   config.model.name = 'ram'
   with pytest.raises(ConfigError, match='has no PyTorch twin'):
     pytorch_equivalents.build(config.model, (28, 28, 1), 10)
+  resnet50 = imagenet_resnet.get_config().model
+  resnet50.depth = 50
+  with pytest.raises(ConfigError, match='depth=50 .bottleneck blocks. has no PyTorch twin'):
+    pytorch_equivalents.build(resnet50, (224, 224, 3), 1000)
 
 
 @pytest.mark.parametrize('overrides, message', [

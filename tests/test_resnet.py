@@ -46,10 +46,23 @@ def test_wrn_parameter_counts_match_the_seed_table_and_the_block_arithmetic(
   assert _count(resnet.WideResNet(depth, widen_factor, 10)) == expected
 
 
-@pytest.mark.parametrize('depth, expected', [(18, 11_689_512), (34, 21_797_672)])
+@pytest.mark.parametrize('depth, expected', [(18, 11_689_512), (34, 21_797_672),
+                                             (50, 25_557_032)])
 def test_imagenet_resnet_parameter_counts_equal_torchvision(depth, expected):
-  model = resnet.ResNet(resnet.RESNET_STAGE_SIZES[depth], 1000)
-  assert _count(model, image_shape=(64, 64, 3)) == expected
+  model = families.get(ml_collections.ConfigDict({'name': 'resnet', 'depth': depth})).build(
+      1000, jnp.float32)
+  assert _count(model, image_shape=(224, 224, 3)) == expected
+
+
+def test_resnet50_bottlenecks_quadruple_the_group_widths_and_a_stride_one_stem_keeps_96_pixels():
+  model = resnet.ResNet(resnet.RESNET_STAGE_SIZES[50], 120, bottleneck=True, stem_kernel_size=5,
+                        stem_stride=1)
+  variables, (logits, aux) = _shapes(model, (96, 96, 3))
+  # 96 → max-pool 48 → 48, 24, 12, 6: the trunk's 2048×6×6 for a 96×96 glimpse (seed §3.2).
+  assert [a.shape for a in aux['group_activations']] == [
+      (2, 48, 48, 256), (2, 24, 24, 512), (2, 12, 12, 1024), (2, 6, 6, 2048)]
+  assert logits.shape == (2, 120)
+  assert variables['params']['stem']['kernel'].shape == (5, 5, 3, 64)
 
 
 @pytest.mark.parametrize('widen_factor', [1, 2])
@@ -107,7 +120,7 @@ def test_registry_builds_both_networks_in_half_precision():
     (dict(name='wrn', depth=15, widen_factor=1), r'config\.model\.depth=15 .*6n\+4'),
     (dict(name='wrn', depth=4, widen_factor=1), r'config\.model\.depth=4 .*6n\+4'),
     (dict(name='wrn', depth=16, widen_factor=0.05), r'config\.model\.widen_factor=0\.05'),
-    (dict(name='resnet', depth=50), r'config\.model\.depth=50 .*18, 34'),
+    (dict(name='resnet', depth=101), r'config\.model\.depth=101 .*18, 34, 50'),
     (dict(name='wrn', depth=16), r'needs config\.model\.widen_factor'),
 ])
 def test_bad_resnet_configs_are_refused(fields, message):

@@ -2,7 +2,7 @@
 
 `config.model` fields, by `name`:
   'wrn' (CIFAR WRN-d-k, lpta.models.resnet.WideResNet): depth (6n+4), widen_factor.
-  'resnet' (ImageNet ResNet, lpta.models.resnet.ResNet): depth (18 or 34).
+  'resnet' (ImageNet ResNet, lpta.models.resnet.ResNet): depth (18, 34 or 50).
 Attention is transferred at the group outputs. The figure shows the activation attention map
 Q = Σ_c |A_c|² of each group output (lpta.losses.activation_attention_map), min-max scaled per
 image, next to the teacher's when there is one.
@@ -39,7 +39,8 @@ class AttentionTransferNetworks(families.Family):
       return resnet.WideResNet(depth=config.depth, widen_factor=config.widen_factor,
                                num_classes=num_classes, dtype=dtype)
     return resnet.ResNet(stage_sizes=resnet.RESNET_STAGE_SIZES[config.depth],
-                         num_classes=num_classes, dtype=dtype)
+                         num_classes=num_classes,
+                         bottleneck=config.depth in resnet.RESNET_BOTTLENECK_DEPTHS, dtype=dtype)
 
   def transfer_points(self, aux):
     return tuple(aux['group_activations'])

@@ -4,9 +4,12 @@ WideResNet is the CIFAR WRN-d-k of the AT code (§2.1): a 3×3 stem conv to 16 c
 groups of n = (d − 4)/6 pre-activation basic blocks with widths ⌊16k⌋, ⌊32k⌋, ⌊64k⌋ and strides
 1, 2, 2, then BatchNorm → ReLU → global average pool → Dense.
 
-ResNet is the ImageNet ResNet-18/34 (§2.5, torchvision layout): 7×7/2 stem conv → BN → ReLU →
-3×3/2 max-pool, four groups of post-activation basic blocks with widths 64, 128, 256, 512 and
-strides 1, 2, 2, 2, then global average pool → Dense.
+ResNet is the ImageNet ResNet-18/34/50 (§2.5, torchvision layout): 7×7/2 stem conv → BN → ReLU →
+3×3/2 max-pool, four groups of post-activation blocks with widths 64, 128, 256, 512 and strides
+1, 2, 2, 2, then global average pool → Dense. ResNet-18/34 use basic blocks; ResNet-50 uses
+bottleneck blocks (1×1, 3×3 with the stride, 1×1 to 4× the width: torchvision's "v1.5"). The
+stem's kernel and stride are attributes: the fine-grained glimpse model's trunk uses a 5×5
+stride-1 stem for 96×96 glimpses (seed-systems §3.2).
 
 Attention is transferred at the group outputs, returned as aux['group_activations']. Convolutions
 have no bias and pad like PyTorch (k // 2 on each side, also for stride 2). Initialisation follows
@@ -27,7 +30,9 @@ WRN_GROUP_WIDTHS = (16, 32, 64)
 WRN_GROUP_STRIDES = (1, 2, 2)
 RESNET_STEM_WIDTH = 64
 RESNET_GROUP_WIDTHS = (64, 128, 256, 512)
-RESNET_STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+RESNET_STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
+RESNET_BOTTLENECK_DEPTHS = (50,)  # the others use basic blocks
+BOTTLENECK_EXPANSION = 4  # a bottleneck block's output is 4× its width
 
 kaiming_normal = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
 bn_scale_init = nn.initializers.uniform(1.0)
@@ -110,6 +115,30 @@ class PostActivationBlock(nn.Module):
     return nn.relu(y + x)
 
 
+class BottleneckBlock(nn.Module):
+  """ResNet-50 block: [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉, 4·features].
+
+  out = ReLU(BN(conv1×1(ReLU(BN(conv3×3(ReLU(BN(conv1×1(x))), stride s)))) · 4 wide) + shortcut(x)),
+  the shortcut BN(conv1×1(x, stride s)) where the shape changes, else x.
+  """
+  features: int
+  stride: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    out_features = BOTTLENECK_EXPANSION * self.features
+    y = nn.relu(batch_norm(train, self.dtype, 'bn0')(
+        conv(self.features, 1, 1, self.dtype, 'conv0')(x)))
+    y = nn.relu(batch_norm(train, self.dtype, 'bn1')(
+        conv(self.features, 3, self.stride, self.dtype, 'conv1')(y)))
+    y = batch_norm(train, self.dtype, 'bn2')(conv(out_features, 1, 1, self.dtype, 'conv2')(y))
+    if x.shape[-1] != out_features or self.stride != 1:
+      x = conv(out_features, 1, self.stride, self.dtype, 'shortcut')(x)
+      x = batch_norm(train, self.dtype, 'shortcut_bn')(x)
+    return nn.relu(y + x)
+
+
 class WideResNet(nn.Module):
   """CIFAR WRN-depth-widen_factor of the AT code (seed-systems §2.1).
 
@@ -146,16 +175,21 @@ class WideResNet(nn.Module):
 
 
 class ResNet(nn.Module):
-  """ImageNet ResNet with post-activation basic blocks (torchvision's ResNet-18/34 layout).
+  """ImageNet ResNet with post-activation blocks (torchvision's ResNet-18/34/50 layout).
 
   Attributes:
-    stage_sizes: blocks per group: (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34
-      (RESNET_STAGE_SIZES).
+    stage_sizes: blocks per group: (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34 and
+      ResNet-50 (RESNET_STAGE_SIZES).
     num_classes: size of the logits.
+    bottleneck: bottleneck blocks (ResNet-50) instead of basic blocks.
+    stem_kernel_size, stem_stride: of the first convolution (7 and 2 for ImageNet).
     dtype: computation dtype; parameters are always float32.
   """
   stage_sizes: Sequence[int]
   num_classes: int
+  bottleneck: bool = False
+  stem_kernel_size: int = 7
+  stem_stride: int = 2
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -163,17 +197,20 @@ class ResNet(nn.Module):
     """[B, H, W, C] images -> (logits [B, num_classes], aux).
 
     aux: 'group_activations', the group outputs (after each group's last ReLU), [B, H/4, W/4, 64],
-    [B, H/8, W/8, 128], ... (56², 28², 14², 7² for 224² inputs).
+    [B, H/8, W/8, 128], ... (56², 28², 14², 7² for 224² inputs; 4× the channels with
+    bottlenecks).
     """
-    x = conv(RESNET_STEM_WIDTH, 7, 2, self.dtype, 'stem')(images.astype(self.dtype))
+    x = conv(RESNET_STEM_WIDTH, self.stem_kernel_size, self.stem_stride, self.dtype, 'stem')(
+        images.astype(self.dtype))
     x = nn.relu(batch_norm(train, self.dtype, 'stem_bn')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     group_activations = []
     for group, (num_blocks, width) in enumerate(zip(self.stage_sizes, RESNET_GROUP_WIDTHS)):
       for block in range(num_blocks):
         stride = 2 if group > 0 and block == 0 else 1
-        x = PostActivationBlock(width, stride, self.dtype,
-                                name=f'group{group}_block{block}')(x, train=train)
+        block_class = BottleneckBlock if self.bottleneck else PostActivationBlock
+        x = block_class(width, stride, self.dtype,
+                        name=f'group{group}_block{block}')(x, train=train)
       group_activations.append(x)
     aux = {'group_activations': tuple(group_activations)}
     return classifier(x, self.num_classes, self.dtype), aux
