@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The data set (lpta/data/__init__.py).
   config.data = data = ml_collections.ConfigDict()
   # cifar10, cifar100, svhn_cropped, fashion_mnist, translated_fashion_mnist,
-  # cluttered_fashion_mnist, imagenet2012 or synthetic
+  # cluttered_fashion_mnist, imagenet2012, stanford_dogs or synthetic
   data.name = placeholder(str)
   data.data_dir = placeholder(str)  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets
   data.manual_dir = placeholder(str)  # archives for offline preparation; None = <data_dir>/downloads/manual
@@ -30,7 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.zca_epsilon = 1e-2
   data.random_crop_padding = 4  # random crop after zero-padding by this many pixels; 0 = off
   data.random_flip = True  # random horizontal flips (off for digits)
-  # Side of the crops of a streamed data set (imagenet2012); None = 224. Others keep their size.
+  # Side of the crops of a streamed data set (imagenet2012, stanford_dogs); None = 224. Others
+  # keep their size.
   data.image_size = placeholder(int)
   data.synthetic_image_shape = (32, 32, 3)  # only for data.name = 'synthetic' (benchmarks, tests)
   data.synthetic_num_classes = 100

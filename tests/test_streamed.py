@@ -1,5 +1,6 @@
 """lpta.data.streamed: crops of hand-made JPEGs, and the ImageNet pipeline on tfds mock data."""
 
+import os
 import types
 
 import numpy as np
@@ -180,3 +181,58 @@ def test_the_validation_split_is_held_out_of_the_end_of_the_train_split(train_sp
   with pytest.raises(errors.ConfigError, match='validation_split=100 leaves no training example '
                                                'of the 50 in train'):
     streamed._hold_out(builder, 'train[:50]', 100)  # pylint: disable=protected-access
+
+
+# Stanford Dogs
+
+
+def test_random_square_crops_are_full_height_squares_at_random_offsets():
+  # Red is the column of each pixel: a crop of the 64 × 128 image shows where its window was.
+  columns = np.broadcast_to(np.arange(128) * 2, (64, 128))
+  image = np.stack([columns, np.zeros_like(columns), np.zeros_like(columns)], -1).astype(np.uint8)
+  image_bytes = _jpeg(image)
+
+  lefts = []
+  for i in range(20):
+    crop = streamed.random_square_crop(image_bytes, tf.constant([5, i], tf.int64),
+                                       32).numpy().astype(float)
+    assert crop.shape == (32, 32, 3)
+    # The window spans 64 columns (red 128 levels): the first and last output pixels average
+    # the window's first and last two columns.
+    red = crop[..., 0].mean(0)
+    assert red[-1] - red[0] == pytest.approx(2 * 62, abs=6)
+    lefts.append(red[0] / 2)
+  assert min(lefts) < 16 and max(lefts) > 48  # offsets spread over [0, 64]
+  again = streamed.random_square_crop(image_bytes, tf.constant([5, 19], tf.int64), 32)
+  np.testing.assert_array_equal(again.numpy(), crop)
+
+
+def _stanford_dogs_metadata(data_dir: str) -> None:
+  """TFDS ships no mock metadata for stanford_dogs: write split sizes for the mock to read."""
+  builder = tfds.builder('stanford_dogs', data_dir=data_dir)
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=name, shard_lengths=[NUM_EXAMPLES], num_bytes=0)
+      for name in ('train', 'test')]))
+  os.makedirs(builder.data_dir)
+  builder.info.write_to_directory(builder.data_dir)
+
+
+def test_stanford_dogs_streams_square_crops_of_images_of_several_sizes(tmp_path):
+  config = _imagenet_config(tmp_path).data
+  config.name = 'stanford_dogs'
+  config.validation_split = 4
+  _stanford_dogs_metadata(config.data_dir)
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=config.data_dir):
+    raw = tfds.load('stanford_dogs', split='train', data_dir=config.data_dir)
+    sizes = {tuple(example['image'].shape[:2]) for example in tfds.as_numpy(raw)}
+    dogs = data.get(config).load()
+    batch = next(dogs.train_batches(local_batch_size=4, seed=0))
+    test_batch = next(dogs.eval_batches('test', local_batch_size=4))
+
+  assert len(sizes) > 1  # the mock images have several sizes
+  assert dogs.tfds_splits == {'train': 'train[0:16]', 'validation': 'train[16:20]',
+                              'test': 'test'}
+  assert (dogs.image_shape, dogs.num_classes) == ((IMAGE_SIZE, IMAGE_SIZE, 3), 120)
+  assert batch['image'].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
+  assert np.all((0 <= batch['label']) & (batch['label'] < 120))
+  assert test_batch['image'].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)

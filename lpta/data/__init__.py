@@ -18,8 +18,9 @@ the models and `lpta.load_run` work without them.
 Fields of `config.data` (an `ml_collections.ConfigDict`):
   name: a registered source (`REGISTRY`): cifar10, cifar100, svhn_cropped, fashion_mnist (held
     in host memory), translated_fashion_mnist and cluttered_fashion_mnist (Fashion-MNIST on
-    larger canvases, with object boxes: lpta.data.canvases), imagenet2012 (streamed from disk by
-    lpta.data.streamed), synthetic (random uint8 images and labels from a fixed seed).
+    larger canvases, with object boxes: lpta.data.canvases), imagenet2012 and stanford_dogs
+    (streamed from disk by lpta.data.streamed), synthetic (random uint8 images and labels from a
+    fixed seed).
   data_dir: TFDS data directory; None uses TFDS's default (`$TFDS_DATA_DIR` or
     `~/tensorflow_datasets`).
   manual_dir: folder holding manually downloaded source files; None uses
@@ -38,7 +39,7 @@ Fields of `config.data` (an `ml_collections.ConfigDict`):
   random_crop_padding: zero padding in pixels on each side before the random crop (4 for CIFAR,
     0 for no crop).
   random_flip: whether to flip images horizontally at random (False for digits).
-  image_size: side of the square images of a streamed data set (None: 224 for ImageNet); must
+  image_size: side of the square images of a streamed data set (None: 224); must
     be None for the others, whose images keep their size.
   synthetic_image_shape, synthetic_num_classes, synthetic_num_train, synthetic_num_test: the
     shape (H, W, C), classes and example counts (all processes together) of `synthetic`.

@@ -1,4 +1,5 @@
-"""ImageNet streamed from TFDS records by tf.data: random-resized crops to train, centre crops to test.
+"""ImageNet and Stanford Dogs streamed from TFDS records by tf.data: random crops to train, centre
+crops to test.
 
 ImageNet does not fit in host memory, so each process reads its own shard of the prepared TFDS
 records while training, decodes only the crop it needs, and hands uint8 batches to the train
@@ -12,6 +13,10 @@ Preprocessing (the PyTorch recipe of the attention-transfer code, seed-systems �
   evaluation: the central square of side min(H, W) · 224/256, resized to size × size (the
     same pixels as resizing the short side to 256 and cropping 224);
   normalisation: the usual ImageNet channel mean and std (`MEAN`, `STD`), not fitted.
+Stanford Dogs (120 breeds, 12,000 train and 8,580 test images of many sizes) is cut into squares,
+as the fine-grained glimpse model reads it (seed-systems §3.7): train a square of side min(H, W)
+at a random offset, evaluation the central one, both resized to size × size; the ImageNet
+statistics, which its ImageNet-pretrained trunks expect.
 
 Training is exactly resumable: epoch e reads the shard's files and shuffles its examples with
 seeds drawn from [seed, e], and example i of the epoch is cropped with the stateless seed
@@ -19,7 +24,7 @@ seeds drawn from [seed, e], and example i of the epoch is cropped with the state
 before it again; nothing else is repeated.
 
 The test split of ImageNet has no labels, so lpta's 'test' split is ImageNet's `validation`
-(reported as test_*). With `config.data.validation_split` = n, lpta's 'validation' split is the
+(reported as test_*); Stanford Dogs' is its `test`. With `config.data.validation_split` = n, lpta's 'validation' split is the
 last n examples of `train_split`, which then trains on the others.
 """
 
@@ -38,9 +43,9 @@ from lpta.data import preprocessing
 from lpta.data import tfds_preparation
 
 # The TFDS split that is lpta's 'test' split (ImageNet's test split has no labels).
-TEST_SPLITS = {'imagenet2012': 'validation'}
+TEST_SPLITS = {'imagenet2012': 'validation', 'stanford_dogs': 'test'}
 # (default crop shape, number of classes) of each streamed data set.
-SHAPES = {'imagenet2012': ((224, 224, 3), 1000)}
+SHAPES = {'imagenet2012': ((224, 224, 3), 1000), 'stanford_dogs': ((224, 224, 3), 120)}
 # ImageNet channel statistics of images scaled to [0, 1].
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -117,9 +122,11 @@ class StreamedDataset(data.Dataset):
     examples = examples.skip(first_step * local_batch_size)
     examples = examples.enumerate(start=first_step * local_batch_size)
 
+    train_crop = TRAIN_CROPS[self.config.name]
+
     def preprocess(index, example):
       crop_seed = tf.stack([tf.constant(epoch_seed, tf.int64), index])
-      return {'image': random_resized_crop(example['image'], crop_seed, size),
+      return {'image': train_crop(example['image'], crop_seed, size),
               'label': tf.cast(example['label'], tf.int32)}
 
     examples = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
@@ -156,9 +163,9 @@ class StreamedDataset(data.Dataset):
     """tf.data examples of this process's shard of `split`, centre-cropped, in order."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    size = self.image_shape[0]
+    size, fraction = self.image_shape[0], EVAL_CROP_FRACTIONS[self.config.name]
     examples = read_shard(self.config, self.tfds_splits[split], drop_remainder=False)
-    return examples.map(lambda example: {'image': centre_crop(example['image'], size),
+    return examples.map(lambda example: {'image': centre_crop(example['image'], size, fraction),
                                          'label': tf.cast(example['label'], tf.int32)},
                         num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -174,7 +181,10 @@ def read_shard(config: ml_collections.ConfigDict, split: str, drop_remainder: bo
 
   return tfds.load(
       config.name, split=tfds.split_for_jax_process(split, drop_remainder=drop_remainder),
-      data_dir=config.data_dir, decoders={'image': tfds.decode.SkipDecoding()},
+      data_dir=config.data_dir,
+      # Only image (left encoded: the crop decodes just its window) and label are read.
+      decoders=tfds.decode.PartialDecoding({'image': True, 'label': True},
+                                           decoders={'image': tfds.decode.SkipDecoding()}),
       shuffle_files=shuffle_seed is not None,
       read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False),
       download=False)
@@ -186,13 +196,14 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def random_resized_crop(image_bytes, seed, size: int):
-  """Decodes a random crop of a JPEG and resizes it: uint8 [size, size, 3].
+  """Decodes a random crop of an image (a JPEG: only the crop) and resizes it: uint8 [size,
+  size, 3].
 
   The crop covers a fraction of the image area drawn from `_CROP_AREA_RANGE` with an aspect
   ratio from `_CROP_ASPECT_RATIO_RANGE`; if no draw fits, the whole image.
 
   Args:
-    image_bytes: scalar tf.string, a JPEG.
+    image_bytes: scalar tf.string, an encoded image.
     seed: int64 [2], the stateless random seed.
     size: side of the output.
   """
@@ -200,36 +211,72 @@ def random_resized_crop(image_bytes, seed, size: int):
 
   whole_image = tf.constant([0., 0., 1., 1.], tf.float32, [1, 1, 4])
   offset, crop_shape, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.image.extract_jpeg_shape(image_bytes), whole_image, seed=seed, min_object_covered=0.,
+      encoded_image_shape(image_bytes), whole_image, seed=seed, min_object_covered=0.,
       aspect_ratio_range=_CROP_ASPECT_RATIO_RANGE, area_range=_CROP_AREA_RANGE,
       max_attempts=_CROP_ATTEMPTS, use_image_if_no_bounding_boxes=True)
   return _decode_crop_and_resize(image_bytes, offset[:2], crop_shape[:2], size)
 
 
-def centre_crop(image_bytes, size: int):
-  """Decodes the central square of side `_EVAL_CROP_FRACTION` · min(H, W) of a JPEG and resizes it.
+def random_square_crop(image_bytes, seed, size: int):
+  """Decodes the square of side min(H, W) at a random offset of an encoded image, resized: uint8 [size,
+  size, 3]. seed: int64 [2], the stateless random seed."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  image_shape = encoded_image_shape(image_bytes)[:2]
+  side = tf.reduce_min(image_shape)
+  offset = tf.random.stateless_uniform([2], seed, minval=0, maxval=tf.int32.max,
+                                       dtype=tf.int32) % (image_shape - side + 1)
+  return _decode_crop_and_resize(image_bytes, offset, tf.stack([side, side]), size)
+
+
+def centre_crop(image_bytes, size: int, fraction: float = _EVAL_CROP_FRACTION):
+  """Decodes the central square of side `fraction` · min(H, W) of an encoded image and resizes it.
 
   Args:
-    image_bytes: scalar tf.string, a JPEG.
+    image_bytes: scalar tf.string, an encoded image.
     size: side of the output.
+    fraction: of the short side (ImageNet's evaluation: 224/256).
 
   Returns:
     uint8 [size, size, 3].
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  image_shape = tf.image.extract_jpeg_shape(image_bytes)[:2]
-  side = tf.cast(tf.cast(tf.reduce_min(image_shape), tf.float32) * _EVAL_CROP_FRACTION, tf.int32)
+  image_shape = encoded_image_shape(image_bytes)[:2]
+  side = tf.cast(tf.cast(tf.reduce_min(image_shape), tf.float32) * fraction, tf.int32)
   offset = (image_shape - side) // 2
   return _decode_crop_and_resize(image_bytes, offset, tf.stack([side, side]), size)
 
 
+# How each streamed data set crops its train and evaluation images.
+TRAIN_CROPS = {'imagenet2012': random_resized_crop, 'stanford_dogs': random_square_crop}
+EVAL_CROP_FRACTIONS = {'imagenet2012': _EVAL_CROP_FRACTION, 'stanford_dogs': 1.}
+
+
+def _decode_whole(image_bytes):
+  """uint8 [H, W, 3] from an encoded PNG, GIF or BMP (or JPEG)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+
+
+def encoded_image_shape(image_bytes):
+  """int32 [3] (H, W, C) of an encoded image, read from a JPEG's header without decoding it."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.cond(tf.io.is_jpeg(image_bytes), lambda: tf.image.extract_jpeg_shape(image_bytes),
+                 lambda: tf.shape(_decode_whole(image_bytes)))
+
+
 def _decode_crop_and_resize(image_bytes, offset, crop_shape, size: int):
-  """Decodes only the window (offset, crop_shape) of a JPEG, resized: uint8 [size, size, 3]."""
+  """Decodes the window (offset, crop_shape) of an image, resized: uint8 [size, size, 3]. Of a
+  JPEG only the window is decoded."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   window = tf.concat([offset, crop_shape], axis=0)
-  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+  image = tf.cond(
+      tf.io.is_jpeg(image_bytes),
+      lambda: tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3),
+      lambda: tf.image.crop_to_bounding_box(_decode_whole(image_bytes), offset[0], offset[1],
+                                            crop_shape[0], crop_shape[1]))
   image = tf.image.resize(image, (size, size), method='bilinear', antialias=True)
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
