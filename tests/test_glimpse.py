@@ -260,3 +260,19 @@ def test_ram_refuses_transfer_and_data_without_boxes(overrides, message):
 def test_object_centres_are_the_middles_of_the_boxes():
   np.testing.assert_array_equal(glimpse_family.object_centres(jnp.array([[10, 4, 38, 32]])),
                                 [[18., 24.]])
+
+
+def test_resized_glimpses_cut_the_sensor_windows_and_resize_any_side():
+  images = jax.random.uniform(jax.random.key(12), (3, 24, 24, 2))
+  locations = jnp.array([[0., 0.], [0.5, -0.25], [-1., 1.]])
+  # A window of the output's side is the crop itself: the RAM sensor's first patch.
+  np.testing.assert_allclose(glimpse.resized_glimpses(images, locations, (4, 8), 4)[:, 0],
+                             glimpse.glimpse(images, locations, 4, 2)[:, 0], rtol=1e-6)
+  # A side that is no multiple of the output (12 → 5), still zero-padded outside the image.
+  constant = jnp.ones((1, 24, 24, 1))
+  patches = glimpse.resized_glimpses(constant, jnp.array([[0., 0.]]), (12, 48), 5)
+  assert patches.shape == (1, 2, 5, 5, 1)
+  np.testing.assert_allclose(patches[0, 0], 1., rtol=1e-6)  # inside the image
+  # The 48-pixel window at the centre is the 24-pixel image framed by 12 pixels of zeros.
+  np.testing.assert_allclose(float(patches[0, 1].mean()), 24**2 / 48**2, rtol=0.05)
+  assert float(patches[0, 1, 0, 0, 0]) < 0.01 < 0.99 < float(patches[0, 1, 2, 2, 0])

@@ -14,6 +14,8 @@ patch_size × patch_size: the sensor computes exactly "zero-pad, crop, average p
 are clipped to [-1, 1]² first, so a patch's centre lies on the image or its border.
 """
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 
@@ -41,9 +43,28 @@ def patch_corners(locations: jax.Array, height: int, width: int, side: int) -> j
   return corners[..., ::-1]
 
 
+def windows(images: jax.Array, locations: jax.Array, sides: Sequence[int]) -> list[jax.Array]:
+  """The side × side windows [B, side, side, C] centred at the locations, one per side, zero
+  outside the image (images padded once, then sliced: `lax.dynamic_slice` never clamps)."""
+  _, height, width, channels = images.shape
+  # A clipped location puts the centre on the border: the largest window reaches side/2 + 1 (the
+  # rounding) pixels beyond it.
+  pad = max(sides) // 2 + 1
+  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  crops = []
+  for side in sides:
+    corners = patch_corners(locations, height, width, side) + pad
+
+    def crop(image, corner, side=side):
+      return jax.lax.dynamic_slice(image, (corner[0], corner[1], 0), (side, side, channels))
+
+    crops.append(jax.vmap(crop)(padded, corners))
+  return crops
+
+
 def glimpse(images: jax.Array, locations: jax.Array, patch_size: int, num_scales: int,
             scale_factor: int = 2) -> jax.Array:
-  """The k = num_scales patches around each location, each brought to patch_size².
+  """RAM's sensor: the k = num_scales patches around each location, each brought to patch_size².
 
   Args:
     images: [B, H, W, C], any float dtype.
@@ -56,21 +77,24 @@ def glimpse(images: jax.Array, locations: jax.Array, patch_size: int, num_scales
     [B, k, patch_size, patch_size, C]: patch j is the average of scale_factor^j ×
     scale_factor^j blocks of the s_j × s_j window (zero outside the image).
   """
-  _, height, width, channels = images.shape
-  sides = patch_sides(patch_size, num_scales, scale_factor)
-  # A clipped location puts the centre on the border: the largest patch reaches side/2 + 1 (the
-  # rounding) pixels beyond it.
-  pad = sides[-1] // 2 + 1
-  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  channels = images.shape[-1]
   patches = []
-  for side in sides:
-    corners = patch_corners(locations, height, width, side) + pad
-
-    def crop(image, corner, side=side):
-      return jax.lax.dynamic_slice(image, (corner[0], corner[1], 0), (side, side, channels))
-
-    window = jax.vmap(crop)(padded, corners)
-    factor = side // patch_size
-    pooled = window.reshape(-1, patch_size, factor, patch_size, factor, channels).mean((2, 4))
-    patches.append(pooled)
+  for window in windows(images, locations, patch_sides(patch_size, num_scales, scale_factor)):
+    factor = window.shape[1] // patch_size
+    patches.append(
+        window.reshape(-1, patch_size, factor, patch_size, factor, channels).mean((2, 4)))
   return jnp.stack(patches, axis=1)
+
+
+def resized_glimpses(images: jax.Array, locations: jax.Array, sides: Sequence[int],
+                     output_size: int) -> jax.Array:
+  """Windows of any sides around each location, each resized (bilinear, antialiased when
+  shrinking) to output_size² (the fine-grained glimpse model's multi-resolution glimpses).
+
+  images [B, H, W, C], locations [B, 2] -> [B, len(sides), output_size, output_size, C].
+  """
+  batch, channels = images.shape[0], images.shape[-1]
+  return jnp.stack([
+      jax.image.resize(window, (batch, output_size, output_size, channels), 'linear',
+                       antialias=True)
+      for window in windows(images, locations, sides)], axis=1)
