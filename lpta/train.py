@@ -143,17 +143,22 @@ def learning_rate_schedule(optimizer_config: ml_collections.ConfigDict,
   return optax.constant_schedule(base)
 
 
-def create_optimizer(optimizer_config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule) -> optax.GradientTransformation:
+def create_optimizer(optimizer_config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                     frozen=None) -> optax.GradientTransformation:
   """SGD with momentum or Adam; weight decay added to the gradient first (as PyTorch's SGD and
-  Adam do)."""
+  Adam do). `frozen`: a tree of booleans like the parameters, True for those that never change
+  (no update, no weight decay), or None."""
   if optimizer_config.name == 'adam':
     b1, b2 = optimizer_config.adam_betas
     update = optax.adam(schedule, b1=b1, b2=b2)
   else:
     update = optax.sgd(schedule, momentum=optimizer_config.momentum or None,
                        nesterov=optimizer_config.nesterov)
-  return optax.chain(optax.add_decayed_weights(optimizer_config.weight_decay), update)
+  optimizer = optax.chain(optax.add_decayed_weights(optimizer_config.weight_decay), update)
+  if frozen is None:
+    return optimizer
+  return optax.multi_transform({'trained': optimizer, 'frozen': optax.set_to_zero()},
+                               jax.tree.map(lambda f: 'frozen' if f else 'trained', frozen))
 
 
 def create_train_state(rng, model, tx, image_shape, mesh,
@@ -169,6 +174,24 @@ def create_train_state(rng, model, tx, image_shape, mesh,
   abstract = jax.eval_shape(init)
   return jax.jit(init, out_shardings=jax.tree.map(lambda _: sharding.replicated(mesh),
                                                   abstract))()
+
+
+def _with_pretrained_variables(state: TrainState, pretrained) -> TrainState:
+  """`state` with the top-level modules of `pretrained` ({'params': {module: tree}, 'batch_stats':
+  ...}, from the family) in place of the freshly initialised ones; shapes must match."""
+  if not pretrained:
+    return state
+  replaced = {}
+  for collection in ('params', 'batch_stats'):
+    current = dict(getattr(state, collection))
+    for module, tree in pretrained.get(collection, {}).items():
+      expected = jax.tree.map(lambda x: x.shape, current[module])
+      if jax.tree.map(lambda x: x.shape, tree) != expected:
+        raise CheckpointError(f'the pretrained {collection} of {module!r} do not fit the model '
+                              '(other shapes); pretrain with the same trunk settings.')
+      current[module] = tree
+    replaced[collection] = current
+  return state.replace(**replaced)
 
 
 def _model_variables(state: TrainState, params) -> dict[str, Any]:
@@ -424,8 +447,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   _make_workdir(workdir)
   schedule = learning_rate_schedule(config.optimizer, steps_per_epoch, config.num_epochs)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(init_rng, model, create_optimizer(config.optimizer, schedule),
-                             source.image_shape, mesh, family)
+  abstract_params = families.abstract_variables_and_outputs(model, source.image_shape)[0]['params']
+  optimizer = create_optimizer(config.optimizer, schedule,
+                               family.frozen_parameters(abstract_params))
+  state = create_train_state(init_rng, model, optimizer, source.image_shape, mesh, family)
+  state = _with_pretrained_variables(state, family.pretrained_variables(mesh))
   logging.info('Model %s (%s family): %s trainable parameters; %d steps of %d images (%d per '
                'epoch).', config.model.name, family.name,
                f'{families.count_parameters(state.params):,}', num_train_steps,

@@ -93,6 +93,19 @@ class Family:
     logits, _ = predict(images, rng)
     return classification_outputs(logits, batch['label'])
 
+  def frozen_parameters(self, params) -> Any:
+    """A tree of booleans like `params`: True for parameters that training never changes
+    (e.g. a frozen trunk); None (the default) trains them all."""
+    del params
+    return None
+
+  def pretrained_variables(self, mesh) -> dict[str, Any] | None:
+    """{'params': {module: tree}, 'batch_stats': {module: tree}} that replace the freshly
+    initialised modules before training (e.g. a trunk from an earlier run), replicated over
+    `mesh`; None (the default) keeps the initialisation."""
+    del mesh
+    return None
+
   def transfer_points(self, aux: dict[str, Any]) -> tuple[jax.Array, ...]:
     """Activations [B, h_j, w_j, C_j] compared by activation-based attention transfer."""
     del aux
@@ -170,5 +183,6 @@ def count_parameters(params) -> int:
 # The built-in families register themselves on import.
 from lpta.families import attention_transfer  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.families import baselines  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.families import fine_grained  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.families import glimpse  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.families import ltpa  # pylint: disable=g-import-not-at-top,wrong-import-position

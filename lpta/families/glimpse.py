@@ -88,6 +88,29 @@ class HybridLoss(objectives.Objective):
     return loss, terms
 
 
+# ClassificationMetrics and the accuracy of S sampled trajectories.
+SAMPLED_CLASSIFICATION_METRICS = {
+    'loss': metrics.Average.from_output('loss'), 'accuracy': metrics.Accuracy,
+    'top5_accuracy': metrics.Average.from_output('top5_correct'),
+    'sampled_accuracy': metrics.Average.from_output('sampled_correct')}
+SampledClassificationMetrics = metrics.Collection.create(**SAMPLED_CLASSIFICATION_METRICS)
+
+
+def sampled_classification_outputs(predict, images, labels, rng, samples: int):
+  """(per-example values of SampledClassificationMetrics, aux of the mean-location forward).
+
+  The accuracy is that of the policy's mean locations; `sampled_correct` that of the class
+  probabilities averaged over `samples` trajectories drawn with keys fold_in(rng, s).
+  """
+  logits, aux = predict(images, rng)
+  outputs = families.classification_outputs(logits, labels)
+  probabilities = sum(
+      jax.nn.softmax(predict(images, jax.random.fold_in(rng, sample), sample_locations=True)[0])
+      for sample in range(samples)) / samples
+  outputs['sampled_correct'] = (jnp.argmax(probabilities, -1) == labels).astype(jnp.float32)
+  return outputs, aux
+
+
 def object_centres(boxes: jax.Array) -> jax.Array:
   """Centres [B, 2] (x, y) in pixels of boxes [B, 4] (top, left, bottom, right)."""
   boxes = boxes.astype(jnp.float32)
@@ -152,21 +175,12 @@ class RecurrentGlimpseModels(families.Family):
                  for step in range(1, self.model_config.num_glimpses + 1)]
     distances += ['centre_distance', 'random_location_distance']
     return metrics.Collection.create(
-        loss=metrics.Average.from_output('loss'), accuracy=metrics.Accuracy,
-        top5_accuracy=metrics.Average.from_output('top5_correct'),
-        sampled_accuracy=metrics.Average.from_output('sampled_correct'),
+        **SAMPLED_CLASSIFICATION_METRICS,
         **{name: metrics.Average.from_output(name) for name in distances})
 
   def eval_outputs(self, predict, images, batch, rng):
-    logits, aux = predict(images, rng)
-    labels = batch['label']
-    outputs = families.classification_outputs(logits, labels)
     samples = self.model_config.eval_samples
-    probabilities = sum(
-        jax.nn.softmax(predict(images, jax.random.fold_in(rng, sample),
-                               sample_locations=True)[0])
-        for sample in range(samples)) / samples
-    outputs['sampled_correct'] = (jnp.argmax(probabilities, -1) == labels).astype(jnp.float32)
+    outputs, aux = sampled_classification_outputs(predict, images, batch['label'], rng, samples)
     height, width = images.shape[1:3]
     centres = object_centres(batch['box'])
     glimpse_centres = glimpse.location_to_pixels(aux['locations'], height, width)

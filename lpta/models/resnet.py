@@ -180,13 +180,14 @@ class ResNet(nn.Module):
   Attributes:
     stage_sizes: blocks per group: (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34 and
       ResNet-50 (RESNET_STAGE_SIZES).
-    num_classes: size of the logits.
+    num_classes: size of the logits; None for a trunk without the classifier, whose output is
+      the last group's feature map instead of the logits.
     bottleneck: bottleneck blocks (ResNet-50) instead of basic blocks.
     stem_kernel_size, stem_stride: of the first convolution (7 and 2 for ImageNet).
     dtype: computation dtype; parameters are always float32.
   """
   stage_sizes: Sequence[int]
-  num_classes: int
+  num_classes: int | None
   bottleneck: bool = False
   stem_kernel_size: int = 7
   stem_stride: int = 2
@@ -213,4 +214,6 @@ class ResNet(nn.Module):
                         name=f'group{group}_block{block}')(x, train=train)
       group_activations.append(x)
     aux = {'group_activations': tuple(group_activations)}
+    if self.num_classes is None:
+      return x, aux
     return classifier(x, self.num_classes, self.dtype), aux

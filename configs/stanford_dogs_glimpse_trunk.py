@@ -1,0 +1,45 @@
+"""Pretraining of the fine-grained glimpse model's trunk on Stanford Dogs (the repository's
+pretrain.py, seed-systems §3.6).
+
+Command:
+  python main.py --config=configs/stanford_dogs_glimpse_trunk.py --workdir=runs/dogs_trunk
+
+A ResNet-50 with a 5×5 stride-1 stem sees the centred squares of sides S/4, S/2 and S of each
+224×224 square crop (high, medium, low resolution), each resized to 96×96; four heads (on
+high+medium, high+low, medium+low and all three) train on the sum of their cross-entropies, Adam
+lr 1e-4, betas (0.5, 0.999), batch 128, 100 epochs, flips. The repository started from ImageNet
+weights, which lpta cannot load yet (so this trains from scratch), and selected on the test set;
+here the last 1,200 training images rank the checkpoints. Stanford Dogs must be prepared first
+(TFDS `stanford_dogs`; offline: put images.tar, annotation.tar and lists.tar in manual_dir). The
+glimpse model (configs/stanford_dogs_glimpse.py) points to this run's workdir.
+
+Expected: not yet run (the repository reports no pretraining accuracy).
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config():
+  config = common.get_config()
+  data = config.data
+  data.name = 'stanford_dogs'
+  data.image_size = 224  # the square crop; glimpses are cut from it
+  data.random_crop_padding = 0  # the square crop is already random
+  data.validation_split = 1200  # 10 of the 100 training images per breed rank the checkpoints
+  config.model = model = ml_collections.ConfigDict()
+  model.name = 'glimpse_trunk'
+  model.trunk = 'resnet50'  # 'resnet50' (5×5 stride-1 stem) or 'small_cnn'
+  model.small_trunk_widths = (16, 32, 64)  # 'small_cnn' only
+  model.glimpse_size = 96  # every crop is resized to 96×96
+  model.head_units = 1024
+  config.optimizer.name = 'adam'
+  config.optimizer.learning_rate = 1e-4
+  config.optimizer.adam_betas = (0.5, 0.999)
+  config.optimizer.weight_decay = 0.
+  config.optimizer.schedule = 'constant'
+  config.num_epochs = 100
+  config.eval_batch_size = 256
+  config.num_attention_images = 0  # nothing to draw
+  return config
