@@ -236,3 +236,17 @@ def test_stanford_dogs_streams_square_crops_of_images_of_several_sizes(tmp_path)
   assert batch['image'].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
   assert np.all((0 <= batch['label']) & (batch['label'] < 120))
   assert test_batch['image'].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
+
+
+@pytest.mark.usefixtures('offline')
+def test_missing_stanford_dogs_names_the_archives_to_put_in_manual_dir(tmp_path):
+  config = _imagenet_config(tmp_path).data
+  config.name = 'stanford_dogs'
+  config.manual_dir = str(tmp_path / 'manual')
+
+  with pytest.raises(errors.DataError) as raised:
+    data.get(config).load()
+
+  message = str(raised.value)
+  assert '\n' not in message
+  assert all(name in message for name in ('images.tar', 'annotation.tar', 'lists.tar'))
