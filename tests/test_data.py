@@ -404,7 +404,7 @@ def test_checksums_are_relaxed_for_the_debian_directory_only(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize('overrides, expected', [
-    (dict(name='mnist'), 'cifar10, cifar100, svhn_cropped, fashion_mnist, synthetic, imagenet2012'),
+    (dict(name='mnist'), ', '.join(data.REGISTRY)),
     (dict(name='cifar10', image_size=64), 'image_size=64 only applies to streamed'),
     (dict(name='imagenet2012', random_crop_padding=4), 'random_crop_padding=0'),
     (dict(name='imagenet2012', random_crop_padding=0, zca=True), 'zca=False'),

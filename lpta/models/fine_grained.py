@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lpta.models import at_least_float32
 from lpta.models import glimpse
@@ -30,9 +31,10 @@ from lpta.models import ram
 from lpta.models import resnet
 
 TRUNKS = ('resnet50', 'small_cnn')
-# Signs of the four regions (TL, TR, BL, BR) in μ_x and μ_y.
-_REGION_X = jnp.array([-1., 1., -1., 1.])
-_REGION_Y = jnp.array([-1., -1., 1., 1.])
+# Signs of the four regions (TL, TR, BL, BR) in μ_x and μ_y (numpy: importing lpta must not start
+# the XLA backend before jax.distributed.initialize).
+_REGION_X = np.array([-1., 1., -1., 1.], np.float32)
+_REGION_Y = np.array([-1., -1., 1., 1.], np.float32)
 
 
 class SmallTrunk(nn.Module):
