@@ -31,8 +31,7 @@ def test_attending_to_one_region_puts_the_mean_at_its_corner_with_y_downwards(re
 
 
 def test_glimpse_sides_follow_the_start_size_and_double():
-  model = fine_grained.FineGrainedGlimpseModel(num_classes=1, num_resolutions=3, start_size=1)
-  assert model.glimpse_sides(224) == (56, 112, 224)
+  assert fine_grained.glimpse_sides(224, start_size=1, num_resolutions=3) == (56, 112, 224)
 
 
 def tiny_configs(tmp_path, **glimpse_overrides):

@@ -154,7 +154,6 @@ class FineGrainedGlimpse(families.Family):
     if not arrays:
       return None
     config = self.model_config
-    sides = fine_grained.FineGrainedGlimpseModel(
-        num_classes=1, num_resolutions=config.num_resolutions,
-        start_size=config.start_size).glimpse_sides(images.shape[1])
+    sides = fine_grained.glimpse_sides(images.shape[1], config.start_size,
+                                       config.num_resolutions)
     return summaries.glimpse_grid(images, arrays[0], sides)

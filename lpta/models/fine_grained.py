@@ -78,6 +78,11 @@ def mean_location(region_probabilities):
   return jnp.stack([region_probabilities @ _REGION_X, region_probabilities @ _REGION_Y], -1)
 
 
+def glimpse_sides(image_side: int, start_size: int, num_resolutions: int) -> tuple[int, ...]:
+  """The glimpse sides (S/4)·start_size·2^j, j < k, for an image of side S."""
+  return tuple(image_side // 4 * start_size * 2**j for j in range(num_resolutions))
+
+
 class FineGrainedGlimpseModel(nn.Module):
   """images [B, S, S, C] -> (logits [B, K], aux) with aux as lpta.models.ram's: 'locations'
   [B, T, 2], 'log_probs' [B, T], 'baselines' [B, T] (T = num_glimpses decisions)."""
@@ -93,10 +98,6 @@ class FineGrainedGlimpseModel(nn.Module):
   hidden_units: int = 2048
   attention_units: int = 1024
   dtype: jnp.dtype = jnp.float32
-
-  def glimpse_sides(self, image_side: int) -> tuple[int, ...]:
-    """(S/4)·start_size·2^j for j < k."""
-    return tuple(image_side // 4 * self.start_size * 2**j for j in range(self.num_resolutions))
 
   @nn.compact
   def __call__(self, images, *, train: bool, sample_locations: bool | None = None):
@@ -122,14 +123,14 @@ class FineGrainedGlimpseModel(nn.Module):
       state = jax.lax.stop_gradient(at_least_float32(hidden))
       if step:
         scores = attention(regions, state)
-      means = mean_location(jax.nn.softmax(scores, axis=-1))
-      noise = jax.random.normal(self.make_rng('location'), means.shape) if sample else 0.
-      samples = jax.lax.stop_gradient(means + self.location_std * noise)
-      log_probs.append(ram.gaussian_log_prob(samples, means, self.location_std))
+      location, log_prob = ram.sample_location(
+          mean_location(jax.nn.softmax(scores, axis=-1)), self.location_std,
+          self.make_rng('location') if sample else None)
+      log_probs.append(log_prob)
       baselines.append(nn.relu(baseline(state))[:, 0])
-      location = jnp.clip(samples, -1, 1)
       locations.append(location)
-      patches = glimpse.resized_glimpses(images, location, self.glimpse_sides(side), size)
+      patches = glimpse.resized_glimpses(
+          images, location, glimpse_sides(side, self.start_size, self.num_resolutions), size)
       glimpse_features = features(patches.reshape(-1, size, size, channels)).mean((1, 2))
       carry, hidden = core(carry, glimpse_features.reshape(batch, -1))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)

@@ -41,6 +41,15 @@ def gaussian_log_prob(samples: jax.Array, means: jax.Array, std: float) -> jax.A
   return jnp.sum(-0.5 * squared - math.log(std) - 0.5 * math.log(2 * math.pi), axis=-1)
 
 
+def sample_location(means: jax.Array, std: float, rng: jax.Array | None):
+  """(location [B, 2] clipped to [-1, 1]², without gradient; log π [B]) of a Gaussian policy
+  with means [B, 2]: a draw from N(means, std² I) with `rng`, or the means with None. The
+  log-probability is that of the unclipped draw and carries the gradient to the means."""
+  noise = 0. if rng is None else jax.random.normal(rng, means.shape, means.dtype)
+  samples = jax.lax.stop_gradient(means + std * noise)
+  return jnp.clip(samples, -1, 1), gaussian_log_prob(samples, means, std)
+
+
 class GlimpseNetwork(nn.Module):
   """g = ReLU(W_gg ReLU(W_g patches) + W_lg ReLU(W_l l)): images [B, H, W, C], locations [B, 2]
   -> [B, output_units]."""
@@ -176,14 +185,8 @@ class RecurrentAttentionModel(nn.Module):
     """(l_{t+1} [B, 2] clipped, without gradient; log π(l_{t+1}) [B]) from h_t [B, units]."""
     if self.policy == 'random':
       return self._uniform_locations(state.shape[0]), jnp.zeros(state.shape[0], jnp.float32)
-    means = jnp.tanh(policy(state))
-    if sample:
-      noise = jax.random.normal(self.make_rng('location'), means.shape, means.dtype)
-      samples = jax.lax.stop_gradient(means + self.location_std * noise)
-    else:
-      samples = jax.lax.stop_gradient(means)
-    log_prob = gaussian_log_prob(samples, means, self.location_std)
-    return jnp.clip(samples, -1, 1), log_prob
+    return sample_location(jnp.tanh(policy(state)), self.location_std,
+                           self.make_rng('location') if sample else None)
 
 
 def _stack_steps(values: Sequence[jax.Array], batch_size: int) -> jax.Array:
