@@ -51,6 +51,11 @@ class Run:
   image_shape: tuple[int, int, int]
 
   @property
+  def workdir(self) -> str:
+    """The run's workdir (where `checkpoints/` is)."""
+    return str(epath.Path(self.checkpoint).parent.parent)
+
+  @property
   def arrays(self) -> dict[str, Any]:
     """The run's arrays, to pass into a jitted function that calls `apply`."""
     return {'variables': self.variables, 'normalisation': self.normalisation}

@@ -11,7 +11,8 @@ bound to one `config.model` and supplies:
   - `rng_streams`: the PRNG streams its modules draw from in training (e.g. 'dropout');
   - `figure_arrays` (on the device, from the model's aux) and `draw_figure` (on the host): its
     figure;
-  - `transfer_points`: the activations that attention transfer compares (none by default).
+  - `transfer_points`: the activations that attention transfer compares (none by default);
+  - `feature_layer`: the layer that lpta.maps explains with activation maps and Grad-CAM.
 lpta.train, lpta.runs and lpta.predict call only this interface, so a new family adds a file that
 registers itself here (see the README, "Add a model family") and touches no loop code.
 """
@@ -62,6 +63,9 @@ class Family:
   model_names: ClassVar[tuple[str, ...]]  # the `config.model.name` values it builds
   rng_streams: ClassVar[tuple[str, ...]] = ()  # PRNG streams used in training, e.g. 'dropout'
   eval_metrics: ClassVar[type[metrics.Collection]] = ClassificationMetrics
+  # The module path whose output activation maps and Grad-CAM read (lpta.maps); None: the last
+  # module with a spatial output.
+  feature_layer: ClassVar[str | None] = None
 
   def __init__(self, model_config: ml_collections.ConfigDict):
     self.model_config = model_config

@@ -45,6 +45,9 @@ class LearnToPayAttention(families.Family):
   name = 'ltpa'
   model_names = ('attention_vgg', 'vgg')
   rng_streams = ('dropout',)
+  # The last convolution before the extra pools (1/4 of the image side with 2 pools before it in
+  # the attention network): the local features of L3, and the usual Grad-CAM layer.
+  feature_layer = 'backbone/conv13'
 
   def validate(self) -> None:
     config = self.model_config

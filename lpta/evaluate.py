@@ -1,0 +1,86 @@
+"""Evaluates a trained run: attacks, localisation and faithfulness of its maps, feature probes.
+
+  python -m lpta.evaluate --workdir=runs/quickstart --eval=fgsm [--eval.FIELD=VALUE ...]
+  python -m lpta.evaluate --workdir=W --eval=fgsm,localisation --eval.fgsm.max_examples=500
+
+Each evaluator (lpta/evaluators/, `--eval` lists them) writes `results.json`, its plots and CSV
+files under `<workdir>/eval/<name>/`, adds its scalars to the run's TensorBoard events, and prints
+its results. The run is loaded with lpta.load_run at `--step`; it is never retrained.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from clu import metric_writers
+import jax
+from ml_collections import config_flags
+
+from lpta import command_line
+from lpta import evaluators
+from lpta import runs
+from lpta.errors import LptaError
+from lpta.evaluators import config as evaluator_config
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a trained lpta run.')
+_STEP = flags.DEFINE_string('step', 'latest', "Checkpoint to use: 'latest', 'best' or a step.")
+_EVAL = config_flags.DEFINE_config_file(
+    'eval', None, f'Evaluators to run, comma-separated: {", ".join(sorted(evaluators.REGISTRY))}.')
+
+
+def expand_arguments(argv: list[str]) -> list[str]:
+  """`--eval=NAMES` -> `--eval=<lpta/evaluators/config.py>:NAMES`, and with one evaluator
+  `--eval.FIELD=...` -> `--eval.NAME.FIELD=...`."""
+  names = next((arg.split('=', 1)[1] for arg in argv if arg.startswith('--eval=')), None)
+  if names is None or ':' in names:
+    return argv
+  single = names if ',' not in names else None
+  expanded = []
+  for arg in argv:
+    if arg.startswith('--eval='):
+      arg = f'--eval={evaluator_config.__file__}:{names}'
+    elif single and arg.startswith('--eval.') and not arg.startswith(f'--eval.{single}.'):
+      arg = f'--eval.{single}.{arg[len("--eval."):]}'
+    expanded.append(arg)
+  return expanded
+
+
+def parse_flags(argv):
+  argv = expand_arguments(argv)
+  try:
+    remaining = flags.FLAGS(argv)
+    _EVAL.value.to_dict()  # a config that failed to load raises only when used
+  except flags.Error as error:
+    sys.exit(f'error: {error}')
+  except (LptaError, AttributeError, KeyError, ValueError, TypeError) as error:
+    first_line = (str(error).strip().splitlines() or [''])[0]
+    sys.exit(f'error: {first_line}')
+  return remaining
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  command_line.quiet_library_info()
+  if not _WORKDIR.value or _EVAL.value is None:
+    sys.exit('error: give --workdir=<a trained run> and --eval=<evaluator>, e.g. python -m '
+             'lpta.evaluate --workdir=runs/quickstart --eval=fgsm; evaluators: '
+             f'{", ".join(sorted(evaluators.REGISTRY))}.')
+  try:
+    step = int(_STEP.value) if _STEP.value.isdigit() else _STEP.value
+    run = runs.load_run(_WORKDIR.value, step)
+    print(f'{run.config.model.name} from {run.checkpoint} (step {run.step}), trained on '
+          f'{run.config.data.name}.')
+    writer = metric_writers.create_default_writer(run.workdir, just_logging=jax.process_index() > 0)
+    for name, config in _EVAL.value.items():
+      results = evaluators.evaluate_run(run, name, config, writer)
+      print(f'{name} (written to {run.workdir}/eval/{name}/):')
+      for key, value in results.items():
+        print(f'  {key:<40} {value:.4f}')
+    writer.close()
+  except LptaError as error:
+    sys.exit(f'error: {error}')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,174 @@
+"""Evaluators: numbers and plots computed from a trained run, which they never retrain.
+
+  python -m lpta.evaluate --workdir=W --eval=NAME [--eval.FIELD=VALUE ...]
+
+An evaluator is one registered class (like a model family): `default_config` (its fields, each
+documented where it is defined), `validate`, and `evaluate(run, output)`, which reads the run
+(lpta.load_run) and data, and returns its scalar results. `evaluate_run` writes them under
+`<run workdir>/eval/<name>/`: `results.json` (the run, its step, the evaluator's config and the
+results), TensorBoard scalars `<name>/<result>` at the run's step, and the evaluator's own PNG
+plots and CSV files of per-example values. A new evaluator adds a file that registers itself here.
+
+Common fields of every evaluator's config:
+  split: the split of the run's data set it reads ('test' by default; evaluators only report,
+    they select nothing).
+  max_examples: how many examples of it (the first ones; None: all).
+  batch_size: examples per jitted call.
+  seed: for anything random (random orders, attack starts, rng streams of the model).
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+import csv
+import dataclasses
+import json
+from typing import Any, ClassVar
+
+from etils import epath
+import ml_collections
+import numpy as np
+
+from lpta import data
+from lpta import runs
+from lpta.data import batching
+from lpta.errors import ConfigError
+
+# Evaluator name -> class.
+REGISTRY: dict[str, type['Evaluator']] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+  """Where one evaluator writes: `directory` = <workdir>/eval/<name>/."""
+  directory: epath.Path
+
+  def path(self, filename: str) -> epath.Path:
+    self.directory.mkdir(parents=True, exist_ok=True)
+    return self.directory / filename
+
+  def save_figure(self, figure, filename: str) -> epath.Path:
+    """Saves a matplotlib figure as PNG and closes it."""
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    path = self.path(filename)
+    with path.open('wb') as file:
+      figure.savefig(file, format='png', dpi=120, bbox_inches='tight')
+    plt.close(figure)
+    return path
+
+  def write_csv(self, filename: str, columns: Mapping[str, Sequence[Any]]) -> epath.Path:
+    """One column per key, one row per example."""
+    path = self.path(filename)
+    names = list(columns)
+    with path.open('w') as file:
+      writer = csv.writer(file)
+      writer.writerow(names)
+      writer.writerows(zip(*(columns[name] for name in names)))
+    return path
+
+
+class Evaluator:
+  """An evaluator bound to its config; subclasses set `name` and implement `evaluate`."""
+  name: ClassVar[str]
+
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    """The evaluator's fields with their defaults (subclasses add theirs to this one)."""
+    config = ml_collections.ConfigDict()
+    config.split = 'test'
+    config.max_examples = 2000
+    config.batch_size = 250
+    config.seed = 0
+    return config
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.validate()
+
+  def validate(self) -> None:
+    """ConfigError naming the field for a bad value."""
+    config = self.config
+    unknown = sorted(set(config) - set(self.default_config()))
+    if unknown:
+      raise ConfigError(f'--eval.{unknown[0]} is not a field of the {self.name} evaluator; its '
+                        f'fields are {", ".join(sorted(self.default_config()))}.')
+    require_positive_int(config, 'batch_size')
+    if config.max_examples is not None:
+      require_positive_int(config, 'max_examples')
+    if config.split not in data.EVAL_SPLITS:
+      raise ConfigError(f'--eval.split={config.split!r} must be one of '
+                        f'{", ".join(data.EVAL_SPLITS)}.')
+
+  def evaluate(self, run: runs.Run, output: Output) -> dict[str, float]:
+    """Scalar results (also plots and CSVs written through `output`)."""
+    raise NotImplementedError
+
+
+def require_positive_int(config: ml_collections.ConfigDict, field: str) -> None:
+  value = config[field]
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ConfigError(f'--eval.{field}={value!r} must be a positive integer.')
+
+
+def require_numbers(config: ml_collections.ConfigDict, field: str, low: float,
+                    high: float) -> None:
+  """ConfigError unless config[field] is a non-empty sequence of numbers in [low, high]."""
+  values = config[field]
+  if (not isinstance(values, (tuple, list)) or not values
+      or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+                 for v in values)):
+    raise ConfigError(f'--eval.{field}={values!r} must be a list of numbers in [{low}, {high}], '
+                      f'e.g. --eval.{field}="({low}, {high})".')
+
+
+def register(evaluator_class: type[Evaluator]) -> type[Evaluator]:
+  """Class decorator: makes `--eval=<name>` run it."""
+  REGISTRY[evaluator_class.name] = evaluator_class
+  return evaluator_class
+
+
+def get_class(name: str) -> type[Evaluator]:
+  if name not in REGISTRY:
+    raise ConfigError(f'--eval={name!r} is not an evaluator; use one of '
+                      f'{", ".join(sorted(REGISTRY))}.')
+  return REGISTRY[name]
+
+
+def examples(run: runs.Run, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """The first `config.max_examples` examples of `config.split` of the run's data set:
+  {'image': uint8 [N, H, W, C], 'label': [N], and e.g. 'box'} (whatever its batches carry)."""
+  dataset = data.get(run.config.data).load()
+  if config.split not in dataset.eval_splits:
+    raise ConfigError(f'the run holds out no {config.split} split; use --eval.split=test.')
+  limit = config.max_examples or dataset.num_examples[config.split]
+  parts, count = [], 0
+  for batch in dataset.eval_batches(config.split, config.batch_size):
+    keep = batch.pop('mask') > 0
+    parts.append({name: array[keep] for name, array in batch.items()})
+    count += int(keep.sum())
+    if count >= limit:
+      break
+  return {name: np.concatenate([part[name] for part in parts])[:limit] for name in parts[0]}
+
+
+def batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """`arrays` ({name: [N, ...]} with 'label') in batches of `batch_size`, the last zero-padded;
+  each with 'mask' float32 [b] (1: a real example). One shape, so one compilation."""
+  num_examples = len(arrays['label'])
+  yield from batching.eval_batches(arrays, batch_size, -(-num_examples // batch_size))
+
+
+def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,
+                 writer=None) -> dict[str, float]:
+  """Runs evaluator `name` with `config` on `run`; writes results.json and, with a CLU
+  `writer`, the scalars at the run's step. Returns the scalar results."""
+  evaluator = get_class(name)(config)
+  output = Output(epath.Path(run.workdir) / 'eval' / name)
+  results = {key: float(value) for key, value in evaluator.evaluate(run, output).items()}
+  record = {'workdir': str(run.workdir), 'checkpoint': run.checkpoint, 'step': run.step,
+            'model': run.config.model.name, 'data': run.config.data.name,
+            'config': config.to_dict(), 'results': results}
+  with output.path('results.json').open('w') as file:
+    json.dump(record, file, indent=2)
+  if writer is not None:
+    writer.write_scalars(run.step, {f'{name}/{key}': value for key, value in results.items()})
+    writer.flush()
+  return results
