@@ -67,6 +67,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 2  # the latest ones ...
   config.keep_best_checkpoints = 1  # ... and the best by validation accuracy (if validating)
   config.num_attention_images = 8  # test images in the attention figures; 0 = none
+  # Evaluators (lpta/evaluators/) run during training on the checkpoint just saved, as
+  # python -m lpta.evaluate would: {name: {every_epochs, and any of the evaluator's fields}}, e.g.
+  # config.evals.fgsm = ml_collections.ConfigDict({'every_epochs': 5, 'max_examples': 500}).
+  config.evals = ml_collections.ConfigDict()
 
   # The objective (lpta/objectives.py); 'none' trains with cross-entropy alone.
   config.transfer = transfer = ml_collections.ConfigDict()

@@ -40,6 +40,7 @@ BEST_METRIC = 'validation_accuracy'
 RESUMABLE_CHANGES = ('eval_batch_size', 'eval_every_epochs', 'log_every_steps',
                      'keep_checkpoints', 'keep_best_checkpoints', 'num_attention_images',
                      'data.data_dir', 'data.manual_dir', 'teacher.workdir')
+RESUMABLE_PREFIXES = ('evals.',)  # the evaluators scheduled during training
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -59,7 +60,8 @@ def describe_config_change(saved_config: Mapping[str, Any],
   saved = _flatten(saved_config)
   current = _flatten(json.loads(config.to_json_best_effort()))
   for field in sorted(set(saved) | set(current)):
-    if field in RESUMABLE_CHANGES or saved.get(field) == current.get(field):
+    if (field in RESUMABLE_CHANGES or field.startswith(RESUMABLE_PREFIXES)
+        or saved.get(field) == current.get(field)):
       continue
     return (f'config.{field} is {_shown(saved, field)} in the checkpoint and '
             f'{_shown(current, field)} now')

@@ -47,15 +47,37 @@ def expand_arguments(argv: list[str]) -> list[str]:
 
 def parse_flags(argv):
   argv = expand_arguments(argv)
+  sys.argv = argv  # config_flags reads the --eval.* overrides from sys.argv
   try:
     remaining = flags.FLAGS(argv)
     _EVAL.value.to_dict()  # a config that failed to load raises only when used
   except flags.Error as error:
     sys.exit(f'error: {error}')
   except (LptaError, AttributeError, KeyError, ValueError, TypeError) as error:
-    first_line = (str(error).strip().splitlines() or [''])[0]
-    sys.exit(f'error: {first_line}')
+    sys.exit(f'error: {unknown_field_message(argv) or _first_line(error)}')
   return remaining
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [''])[0]
+
+
+def unknown_field_message(argv: list[str]) -> str | None:
+  """What is wrong with the first `--eval.NAME.FIELD=...` of `argv` whose evaluator has no such
+  field (or that names no evaluator given to --eval), or None."""
+  names = next(arg.split(':', 1)[1] for arg in argv if arg.startswith('--eval=')).split(',')
+  for arg in argv:
+    if not arg.startswith('--eval.'):
+      continue
+    name, _, field = arg[len('--eval.'):].split('=', 1)[0].partition('.')
+    if name not in names:
+      return f'--eval.{name} names no evaluator of --eval={",".join(names)}.'
+    fields = evaluators.get_class(name).default_config()
+    if field.split('.')[0] not in fields:
+      shown = field if len(names) == 1 else f'{name}.{field}'
+      return (f'--eval.{shown} is not a field of the {name} evaluator; its fields are '
+              f'{", ".join(sorted(fields))}.')
+  return None
 
 
 def main(argv):

@@ -1,11 +1,13 @@
 """Classifies your own images with a trained run and draws where it attends.
 
   python -m lpta.predict --workdir=runs/quickstart [--step=latest|best|N] [--output_dir=DIR] \
-      IMAGE [IMAGE ...]
+      [--maps=attention|activation|gradcam] IMAGE [IMAGE ...]
 
 For each image it prints the five most probable classes with their probabilities, and writes
 the run's attention figure (the image overlaid with each attention map, as in training) to
-`<output_dir>/<image name>_attention.png`. Images of another size or channel count than the
+`<output_dir>/<image name>_attention.png`. With `--maps`, the figure shows one map of that kind
+instead (lpta.maps: the learned maps averaged over levels, the activation map, or Grad-CAM of the
+predicted class) and is named `<image name>_<kind>.png`. Images of another size or channel count than the
 run's are resized (bilinear) and converted, with a note. Nothing but the checkpoint is read: no
 data set, no TensorFlow.
 """
@@ -17,9 +19,11 @@ from absl import app
 from absl import flags
 from etils import epath
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lpta import command_line
+from lpta import maps
 from lpta import runs
 from lpta import summaries
 from lpta.errors import LptaError
@@ -28,6 +32,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a trained lpta run.'
 _STEP = flags.DEFINE_string('step', 'latest', "Checkpoint to use: 'latest', 'best' or a step.")
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'predictions',
                                   'Folder (or URL) for the attention figures.')
+_MAPS = flags.DEFINE_enum('maps', None, maps.KINDS,
+                          'Draw this kind of map instead of the run\'s own figure.')
 _TOP_K = 5
 
 
@@ -61,27 +67,34 @@ def top_classes(logits: np.ndarray, class_names, k: int = _TOP_K) -> list[tuple[
   return [(class_names[index], float(probabilities[index])) for index in order]
 
 
-def predict_files(run: runs.Run, paths, output_dir: epath.PathLike) -> list[str]:
-  """Prints the top classes of each image and writes its attention figure; returns the figures
-  written."""
+def predict_files(run: runs.Run, paths, output_dir: epath.PathLike,
+                  map_kind: str | None = None) -> list[str]:
+  """Prints the top classes of each image and writes its figure (the run's own, or one map of
+  `map_kind`); returns the figures written."""
   images, notes = zip(*(read_image(path, run.image_shape) for path in paths))
   images = np.stack(images)
   logits, aux = run.predict(images)
-  figure_arrays = [np.asarray(a) for a in run.family.figure_arrays(aux)]
+  if map_kind is None:
+    figure_arrays = [np.asarray(a) for a in run.family.figure_arrays(aux)]
+    draw, suffix = run.family.draw_figure, 'attention'
+  else:
+    pixels = jnp.asarray(images, jnp.float32) / 255.
+    figure_arrays = [np.asarray(maps.map_function(run, map_kind)(
+        run.arrays, pixels, jnp.argmax(logits, -1), jax.random.key(0)))]
+    draw, suffix = summaries.overlay_grid, map_kind
   written = []
   for index, path in enumerate(paths):
     print(f'{path}:' + (f' (note: {notes[index]})' if notes[index] else ''))
     for rank, (name, probability) in enumerate(top_classes(np.asarray(logits[index]),
                                                            run.class_names), start=1):
       print(f'  {rank}. {name:<24} {probability:.4f}')
-    grid = run.family.draw_figure(images[index:index + 1],
-                                  [a[index:index + 1] for a in figure_arrays])
+    grid = draw(images[index:index + 1], [a[index:index + 1] for a in figure_arrays])
     if grid is None:
       continue
-    figure = epath.Path(output_dir) / f'{pathlib.PurePath(path).stem}_attention.png'
+    figure = epath.Path(output_dir) / f'{pathlib.PurePath(path).stem}_{suffix}.png'
     summaries.save_png(figure, grid)
     written.append(str(figure))
-    print(f'  attention figure: {figure}')
+    print(f'  {suffix} figure: {figure}')
   return written
 
 
@@ -96,7 +109,7 @@ def main(argv):
     run = runs.load_run(_WORKDIR.value, step)
     print(f'{run.config.model.name} from {run.checkpoint} (step {run.step}), trained on '
           f'{run.config.data.name}; images {run.image_shape}.')
-    predict_files(run, paths, _OUTPUT_DIR.value)
+    predict_files(run, paths, _OUTPUT_DIR.value, _MAPS.value)
   except LptaError as error:
     sys.exit(f'error: {error}')
 

@@ -24,6 +24,9 @@ lpta.objectives):
   keep_checkpoints, keep_best_checkpoints: how many latest checkpoints are kept, and how many
     best by validation accuracy (only with a validation split, config.data.validation_split).
   num_attention_images: test images in the figures (0 turns them off).
+  evals: evaluators (lpta.evaluators) run on the checkpoint just saved, every `every_epochs` of
+    each and at the end, e.g. config.evals.fgsm = {'every_epochs': 5, 'max_examples': 500};
+    single-process training only.
   transfer, teacher: the training objective and, for attention transfer, the teacher's workdir.
 
 A run resumes from the latest intact checkpoint in its workdir. It refuses to resume with another
@@ -47,6 +50,7 @@ from clu import metrics
 from clu import periodic_actions
 from etils import epath
 import flax
+import flax.linen as nn
 from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
@@ -57,6 +61,7 @@ import optax
 
 from lpta import checkpoints
 from lpta import data
+from lpta import evaluators
 from lpta import families
 from lpta import objectives
 from lpta import runs
@@ -123,6 +128,7 @@ def validate_config(config: ml_collections.ConfigDict,
   if not 0 <= optimizer.momentum < 1 or optimizer.weight_decay < 0:
     raise ConfigError('config.optimizer.momentum must lie in [0, 1) and '
                       'config.optimizer.weight_decay must be >= 0.')
+  evaluators.scheduled(config.evals, jax.process_count())
   return family, source
 
 
@@ -466,7 +472,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
     raise
   _save_config(config, workdir)
   loop = _TrainLoop(
-      config=config, workdir=workdir,
+      config=config, workdir=workdir, model=model,
       trainer=Trainer(family, source, objective, num_train_steps, mesh), dataset=dataset,
       checkpointer=checkpointer, schedule=schedule, steps_per_epoch=steps_per_epoch,
       teacher_arrays=teacher.arrays if teacher else None,
@@ -513,6 +519,7 @@ class _TrainLoop:
   """Steps, logging, evaluation, figures and checkpoints of one run."""
   config: ml_collections.ConfigDict
   workdir: epath.Path
+  model: nn.Module
   trainer: Trainer
   dataset: Any  # lpta.data.in_memory.Dataset or lpta.data.streamed.StreamedDataset
   checkpointer: checkpoints.Checkpointer
@@ -530,6 +537,7 @@ class _TrainLoop:
     self.figure_images = multihost_utils.broadcast_one_to_all(
         self.dataset.first_images(self.config.num_attention_images))
     self.eval_rng = self._replicate(jax.random.key(self.config.seed + 1))
+    self.scheduled_evaluators = evaluators.scheduled(self.config.evals)
 
   def _replicate(self, tree):
     return sharding.replicate(tree, self.trainer.mesh)
@@ -568,6 +576,8 @@ class _TrainLoop:
               eval_metrics = self._evaluate(state, step, time.time() - start)
             with report_progress.timed('checkpoint'):
               self._save(step, state, eval_metrics)
+            with report_progress.timed('evaluators'):
+              self._run_evaluators(state, step, num_train_steps)
           if step < num_train_steps and interrupt.any_process():
             self._save_on_interrupt(step, state)
             raise KeyboardInterrupt
@@ -603,6 +613,24 @@ class _TrainLoop:
       return
     logging.warning('Interrupted at step %d: saving a checkpoint to resume from.', step)
     self._save(step, state)
+
+  def _run_evaluators(self, state, step, num_train_steps):
+    """The evaluators of `config.evals` that are due at `step` (every `every_epochs`, and at
+    the end), on the state just saved; results under <workdir>/eval/<name>/ and TensorBoard."""
+    due = [(name, config) for name, config, every_epochs in self.scheduled_evaluators
+           if step % (every_epochs * self.steps_per_epoch) == 0 or step == num_train_steps]
+    if not due:
+      return
+    run = runs.Run(
+        checkpoint=os.fspath(self.workdir / 'checkpoints' / str(step)), step=step,
+        config=self.config, family=self.trainer.family, model=self.model,
+        variables=_model_variables(state, state.params), normalisation=self.normalisation,
+        class_names=tuple(self.dataset_info['class_names']),
+        image_shape=tuple(self.dataset_info['image_shape']))
+    for name, config in due:
+      results = evaluators.evaluate_run(run, name, config, self.writer)
+      logging.info('Step %d, evaluator %s: %s', step, name,
+                   json.dumps({key: round(value, 4) for key, value in results.items()}))
 
   def _evaluate(self, state, step, seconds):
     """Metrics on every evaluation split, and the figure, at `step`."""

@@ -113,3 +113,23 @@ def test_predict_command_errors_are_one_line(finished_run, tmp_path):
   assert no_run.stderr.strip().splitlines()[-1] == (
       f'error: {tmp_path} holds no checkpoint; train a run there first (python main.py '
       f'--config=<config> --workdir={tmp_path}).')
+
+
+def test_predict_with_maps_draws_that_map_beside_the_image(finished_run, tmp_path):
+  workdir, _, _ = finished_run
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from lpta import maps, summaries  # pylint: disable=g-import-not-at-top
+  run = lpta.load_run(workdir)
+  image = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  Image.fromarray(image).save(tmp_path / 'photo.png')
+  written = predict.predict_files(run, [str(tmp_path / 'photo.png')], tmp_path / 'out',
+                                  'gradcam')
+  assert written == [str(tmp_path / 'out' / 'photo_gradcam.png')]
+  logits, _ = run.predict(image[None])
+  pixels = jax.numpy.asarray(image[None], jax.numpy.float32) / 255.  # as predict_files does
+  gradcam = maps.map_function(run, 'gradcam')(run.arrays, pixels, logits.argmax(-1),
+                                              jax.random.key(0))
+  expected = summaries.overlay_grid(image[None], [np.asarray(gradcam)])
+  assert expected.shape == (96, 2 * 96, 3)  # the map's overlay, then the original
+  figure = np.asarray(Image.open(written[0]))
+  np.testing.assert_array_equal(figure, np.round(expected * 255).astype(np.uint8))

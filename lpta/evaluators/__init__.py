@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 
 from etils import epath
 import ml_collections
+from ml_collections import config_dict
 import numpy as np
 
 from lpta import data
+from lpta import maps
 from lpta import runs
 from lpta.data import batching
 from lpta.errors import ConfigError
@@ -119,6 +121,40 @@ def require_numbers(config: ml_collections.ConfigDict, field: str, low: float,
                       f'e.g. --eval.{field}="({low}, {high})".')
 
 
+def add_map_fields(config: ml_collections.ConfigDict) -> None:
+  """The fields of evaluators that score maps (lpta.maps)."""
+  config.maps = ('gradcam',)  # map kinds to score, among lpta.maps.KINDS
+  # Level of the 'attention' maps (1 for L1, ...); None: their mean. A placeholder, so that
+  # --eval.attention_level=2 can override it.
+  config.attention_level = config_dict.placeholder(int)
+  config.target = 'predicted'  # the class Grad-CAM explains: 'predicted' or 'label'
+
+
+def validate_map_fields(config: ml_collections.ConfigDict) -> None:
+  kinds = config.maps
+  if (not isinstance(kinds, (tuple, list)) or not kinds
+      or not all(kind in maps.KINDS for kind in kinds) or len(set(kinds)) != len(kinds)):
+    raise ConfigError(f'--eval.maps={kinds!r} must be distinct kinds of '
+                      f'{", ".join(maps.KINDS)}, e.g. --eval.maps="(\'attention\', \'gradcam\')".')
+  if config.attention_level is not None:
+    require_positive_int(config, 'attention_level')
+  if config.target not in maps.TARGETS:
+    raise ConfigError(f'--eval.target={config.target!r} must be one of {", ".join(maps.TARGETS)}.')
+
+
+def map_function(run: runs.Run, kind: str, config: ml_collections.ConfigDict) -> maps.MapFunction:
+  """lpta.maps.map_function of `kind` with the map fields of `config`."""
+  return maps.map_function(run, kind, level=config.attention_level if kind == 'attention' else None,
+                           target=config.target)
+
+
+def require_fraction(config: ml_collections.ConfigDict, field: str) -> None:
+  """ConfigError unless config[field] is a number in [0, 1]."""
+  value = config[field]
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    raise ConfigError(f'--eval.{field}={value!r} must be a number in [0, 1].')
+
+
 def register(evaluator_class: type[Evaluator]) -> type[Evaluator]:
   """Class decorator: makes `--eval=<name>` run it."""
   REGISTRY[evaluator_class.name] = evaluator_class
@@ -156,6 +192,34 @@ def batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> Iterator[dict[
   yield from batching.eval_batches(arrays, batch_size, -(-num_examples // batch_size))
 
 
+def scheduled(evals: ml_collections.ConfigDict,
+              process_count: int = 1) -> list[tuple[str, ml_collections.ConfigDict, int]]:
+  """(name, evaluator config, every_epochs) of each evaluator that `config.evals` schedules
+  during training. `config.evals.<name>` holds `every_epochs` (default 1) and any of the
+  evaluator's fields (the others keep their defaults). ConfigError for a bad entry."""
+  if len(evals) and process_count > 1:
+    raise ConfigError('config.evals runs evaluators during single-process training only; with '
+                      f'{process_count} processes, run python -m lpta.evaluate on the workdir '
+                      'after training.')
+  entries = []
+  for name, fields in evals.items():
+    fields = dict(fields)
+    every_epochs = fields.pop('every_epochs', 1)
+    if isinstance(every_epochs, bool) or not isinstance(every_epochs, int) or every_epochs < 1:
+      raise ConfigError(f'config.evals.{name}.every_epochs={every_epochs!r} must be a positive '
+                        'integer.')
+    evaluator_class = get_class(name)
+    config = evaluator_class.default_config()
+    unknown = sorted(set(fields) - set(config))
+    if unknown:
+      raise ConfigError(f'config.evals.{name}.{unknown[0]} is not a field of the {name} '
+                        f'evaluator; its fields are every_epochs, {", ".join(sorted(config))}.')
+    config.update(fields)
+    evaluator_class(config)  # validates
+    entries.append((name, config, every_epochs))
+  return entries
+
+
 def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,
                  writer=None) -> dict[str, float]:
   """Runs evaluator `name` with `config` on `run`; writes results.json and, with a CLU
@@ -172,3 +236,10 @@ def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,
     writer.write_scalars(run.step, {f'{name}/{key}': value for key, value in results.items()})
     writer.flush()
   return results
+
+
+# The built-in evaluators register themselves on import.
+from lpta.evaluators import localisation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.evaluators import faithfulness  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.evaluators import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.evaluators import robustness  # pylint: disable=g-import-not-at-top,wrong-import-position
