@@ -8,6 +8,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+from lpta import checkpoints
 from lpta import evaluators
 from lpta import train
 from lpta.errors import ConfigError
@@ -93,3 +94,13 @@ def test_scheduled_evaluators_are_validated_before_training():
     train.validate_config(config, 1)
   with pytest.raises(ConfigError, match='single-process training only'):
     evaluators.scheduled(config.evals, process_count=2)
+
+
+def test_a_resumed_run_may_change_its_scheduled_evaluators_but_not_its_seed():
+  saved = json.loads(tiny_config().to_json_best_effort())
+  config = tiny_config()
+  config.evals.fgsm = {'every_epochs': 1, 'max_examples': 10}
+  assert checkpoints.describe_config_change(saved, config) is None
+  config.seed = 7
+  assert checkpoints.describe_config_change(saved, config) == (
+      'config.seed is 0 in the checkpoint and 7 now')

@@ -24,7 +24,8 @@ Fields (besides split, max_examples, batch_size and seed of every evaluator):
   compare_workdirs: workdirs of other runs to attack on the same examples; they must take
     images of the same shape and have as many classes.
   compare_step: their checkpoint: 'latest', 'best' or a step.
-  pgd only: steps (iterations), step_size_factor (α·steps/ε) and random_start.
+  pgd only: steps (iterations), step_size_factor (α·steps/ε) and random_start; its
+    max_examples defaults to 500 (each image costs steps + 1 gradient passes per ε).
 """
 
 from collections.abc import Sequence
@@ -129,7 +130,10 @@ class AttackEvaluator(evaluators.Evaluator):
 
     def count_correct(arrays, images, labels, mask, epsilon, rng, start_rng):
       pixels = preprocessing.to_unit_range(images)
-      adversarial = self.attack(run, arrays, pixels, labels, epsilon, rng, start_rng)
+      # ε = 0 leaves the pixels as they are; cond skips the attack's gradients then.
+      adversarial = jax.lax.cond(
+          epsilon > 0, lambda: self.attack(run, arrays, pixels, labels, epsilon, rng, start_rng),
+          lambda: pixels)
       logits, _ = run.apply(arrays, adversarial, rng)
       return jnp.sum(mask * (jnp.argmax(logits, axis=-1) == labels))
 
@@ -231,6 +235,9 @@ class PGD(AttackEvaluator):
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
     config = super().default_config()
+    # steps + 1 forward and backward passes per image and ε: 500 images keep the quickstart and
+    # its baseline under 5 minutes on 2 CPU cores (± 2 points of standard error at most).
+    config.max_examples = 500
     config.steps = 10
     config.step_size_factor = 2.5
     config.random_start = True
