@@ -96,7 +96,8 @@ def main(argv):
     writer = metric_writers.create_default_writer(run.workdir, just_logging=jax.process_index() > 0)
     for name, config in _EVAL.value.items():
       results = evaluators.evaluate_run(run, name, config, writer)
-      print(f'{name} (written to {run.workdir}/eval/{name}/):')
+      folder = evaluators.get_class(name)(config).output_name
+      print(f'{name} (written to {run.workdir}/eval/{folder}/):')
       for key, value in results.items():
         print(f'  {key:<40} {value:.4f}')
     writer.close()

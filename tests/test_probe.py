@@ -173,7 +173,7 @@ def test_evaluate_run_on_digits_writes_the_documented_files(tmp_path):
   run = toy_runs.toy_run(PooledPixels(4), (8, 8, 1), 4, tmp_path)
   config = _config(batch_size=300)
   results = evaluators.evaluate_run(run, 'probe', config)
-  directory = tmp_path / 'eval' / 'probe'
+  directory = tmp_path / 'eval' / 'probe_digits'
   record = json.loads((directory / 'results.json').read_text())
   assert set(record['results']) == RESULT_KEYS and record['results'] == results
   assert (results['train_examples'], results['test_examples'], results['descriptor_size']) == (
@@ -202,7 +202,7 @@ def test_evaluate_run_on_own_data_reads_train_and_test_splits(tmp_path):
   assert (results['train_examples'], results['test_examples'], results['descriptor_size']) == (
       40, 12, 1)
   assert 0 <= results['probe_accuracy'] <= 1
-  assert (tmp_path / 'eval' / 'probe' / 'confusion.png').exists()
+  assert (tmp_path / 'eval' / 'probe_own' / 'confusion.png').exists()
 
 
 @pytest.mark.parametrize('field, value', [

@@ -99,6 +99,12 @@ class Evaluator:
       raise ConfigError(f'--eval.split={config.split!r} must be one of '
                         f'{", ".join(data.EVAL_SPLITS)}.')
 
+  @property
+  def output_name(self) -> str:
+    """The folder under <workdir>/eval/ and the TensorBoard prefix of its results (the name,
+    unless settings that change what is measured must not overwrite each other)."""
+    return self.name
+
   def evaluate(self, run: runs.Run, output: Output) -> dict[str, float]:
     """Scalar results (also plots and CSVs written through `output`)."""
     raise NotImplementedError
@@ -225,7 +231,7 @@ def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,
   """Runs evaluator `name` with `config` on `run`; writes results.json and, with a CLU
   `writer`, the scalars at the run's step. Returns the scalar results."""
   evaluator = get_class(name)(config)
-  output = Output(epath.Path(run.workdir) / 'eval' / name)
+  output = Output(epath.Path(run.workdir) / 'eval' / evaluator.output_name)
   results = {key: float(value) for key, value in evaluator.evaluate(run, output).items()}
   record = {'workdir': str(run.workdir), 'checkpoint': run.checkpoint, 'step': run.step,
             'model': run.config.model.name, 'data': run.config.data.name,
@@ -233,7 +239,8 @@ def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,
   with output.path('results.json').open('w') as file:
     json.dump(record, file, indent=2)
   if writer is not None:
-    writer.write_scalars(run.step, {f'{name}/{key}': value for key, value in results.items()})
+    writer.write_scalars(run.step, {f'{evaluator.output_name}/{key}': value
+                                    for key, value in results.items()})
     writer.flush()
   return results
 

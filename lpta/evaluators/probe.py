@@ -31,8 +31,9 @@ Probe-train keeps its first `max_train_examples` examples and probe-test its fir
 `max_examples`.
 
 Results: probe_accuracy and pixel_probe_accuracy (on probe-test), descriptor_size (D),
-train_examples and test_examples. Files: probe.csv (features: descriptors or pixels, accuracy)
-and confusion.png (the descriptor probe's confusion matrix on probe-test, true class by row).
+train_examples and test_examples. Files, under <workdir>/eval/probe_<dataset>/: probe.csv
+(features: descriptors or pixels, accuracy) and confusion.png (the descriptor probe's confusion
+matrix on probe-test, true class by row).
 
 Fields (besides the common ones of lpta.evaluators):
   dataset: 'digits' or 'own' (above).
@@ -206,6 +207,10 @@ def confusion_figure(labels: np.ndarray, predictions: np.ndarray, class_names):
 class Probe(evaluators.Evaluator):
   """Linear probes on the run's descriptors and on pixels (module docstring)."""
   name = 'probe'
+
+  @property
+  def output_name(self) -> str:
+    return f'probe_{self.config.dataset}'  # <workdir>/eval/probe_digits/, .../probe_own/
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:

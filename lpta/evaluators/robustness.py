@@ -82,11 +82,13 @@ def pgd(run: runs.Run, arrays, pixels: jax.Array, labels: jax.Array, epsilon, rn
     noise = jax.random.uniform(start_rng, pixels.shape, pixels.dtype, -1., 1.)
     start = project(pixels + epsilon * noise, pixels, epsilon)
 
-  def ascend(_, x):
-    gradient = loss_gradient(run, arrays, x, labels, rng)
-    return project(x + step_size * jnp.sign(gradient), pixels, epsilon)
-
-  return jax.lax.fori_loop(0, steps, ascend, start)
+  # A Python loop, unrolled in the jitted program: inside lax.fori_loop, XLA:CPU ran the same
+  # 10 steps on the quickstart network about 5 times slower (31 s against 6.4 s per 250 images).
+  adversarial = start
+  for _ in range(steps):
+    gradient = loss_gradient(run, arrays, adversarial, labels, rng)
+    adversarial = project(adversarial + step_size * jnp.sign(gradient), pixels, epsilon)
+  return adversarial
 
 
 def run_label(run: runs.Run) -> str:
