@@ -126,20 +126,20 @@ class AttackEvaluator(evaluators.Evaluator):
     raise NotImplementedError
 
   def count_correct_function(self, run: runs.Run):
-    """Jitted (arrays, images uint8 [B, H, W, C], labels [B], mask [B], ε, rng, start_rng) ->
-    Σ_b mask_b·[argmax f(x'_b) = y_b], the masked count of correct predictions on the attacked
-    images. ε is traced, so every ε runs the same compiled program."""
+    """Jitted (arrays, images uint8 [B, H, W, C], labels [B], mask [B], ε, rng, start_rng, *,
+    attacked) -> Σ_b mask_b·[argmax f(x'_b) = y_b], the masked count of correct predictions on
+    the attacked images (on the clean ones when `attacked` is False: ε = 0 needs no attack). ε
+    is traced, so every ε > 0 runs the same compiled program. (A lax.cond on ε > 0 instead ran
+    the attack inside a conditional, where XLA:CPU was several times slower.)"""
 
-    def count_correct(arrays, images, labels, mask, epsilon, rng, start_rng):
+    def count_correct(arrays, images, labels, mask, epsilon, rng, start_rng, *, attacked):
       pixels = preprocessing.to_unit_range(images)
-      # ε = 0 leaves the pixels as they are; cond skips the attack's gradients then.
-      adversarial = jax.lax.cond(
-          epsilon > 0, lambda: self.attack(run, arrays, pixels, labels, epsilon, rng, start_rng),
-          lambda: pixels)
-      logits, _ = run.apply(arrays, adversarial, rng)
+      if attacked:
+        pixels = self.attack(run, arrays, pixels, labels, epsilon, rng, start_rng)
+      logits, _ = run.apply(arrays, pixels, rng)
       return jnp.sum(mask * (jnp.argmax(logits, axis=-1) == labels))
 
-    return jax.jit(count_correct)
+    return jax.jit(count_correct, static_argnames='attacked')
 
   def accuracies(self, run: runs.Run, examples: dict[str, np.ndarray]) -> list[float]:
     """Accuracy under attack at each of `config.epsilons`, over `examples` ({'image': uint8
@@ -155,7 +155,8 @@ class AttackEvaluator(evaluators.Evaluator):
       for index, batch in enumerate(evaluators.batches(arrays, self.config.batch_size)):
         correct += float(count_correct(run.arrays, batch['image'], batch['label'],
                                        batch['mask'], jnp.float32(epsilon), rng,
-                                       jax.random.fold_in(start_key, index)))
+                                       jax.random.fold_in(start_key, index),
+                                       attacked=epsilon > 0))
       results.append(correct / len(arrays['label']))
     return results
 
