@@ -148,6 +148,9 @@ def map_function(run: runs.Run, kind: str, *, level: int | None = None,
 
 
 def _attention_function(run: runs.Run, level: int | None, height: int, width: int):
+  if not run.family.figure_arrays_are_maps:
+    raise LptaError(f'{run.config.model.name} draws no attention maps of its own (its figure '
+                    'shows glimpses); use the activation or gradcam maps.')
   num_levels = len(jax.eval_shape(
       lambda arrays, x: run.family.figure_arrays(run.apply(arrays, x)[1]), run.arrays,
       jax.ShapeDtypeStruct((1, *run.image_shape), jnp.float32)))

@@ -1,11 +1,14 @@
 """lpta.maps: learned, activation and Grad-CAM maps of any model, checked on hand-made models."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lpta import families
 from lpta import maps
 from lpta.errors import LptaError
 import toy_runs
@@ -106,6 +109,20 @@ def test_a_model_without_spatial_features_has_no_gradcam(tmp_path):
     maps.map_function(run, 'gradcam')
   with pytest.raises(LptaError, match='no attention maps of its own'):
     maps.map_function(run, 'attention')
+
+
+def test_a_family_whose_figure_is_not_maps_has_no_attention_maps(tmp_path):
+  family = toy_runs.ToyFamily(RegionModel(), maps='map', figure_arrays_are_maps=False)
+  run = toy_runs.toy_run(RegionModel(), (SIZE, SIZE, 1), 2, tmp_path, maps='map')
+  run = dataclasses.replace(run, family=family)
+  with pytest.raises(LptaError, match='draws no attention maps of its own'):
+    maps.map_function(run, 'attention')
+
+
+def test_glimpse_families_draw_locations_not_maps():
+  assert not families.REGISTRY['ram'].figure_arrays_are_maps
+  assert not families.REGISTRY['fine_grained_glimpse'].figure_arrays_are_maps
+  assert families.REGISTRY['attention_vgg'].figure_arrays_are_maps
 
 
 def test_scale_to_unit_maximum_keeps_zero_maps_zero():

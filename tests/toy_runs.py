@@ -18,10 +18,12 @@ class ToyFamily(families.Family):
   name = 'toy'
   model_names = ()
 
-  def __init__(self, module: nn.Module, feature_layer: str | None = None, maps=None):
+  def __init__(self, module: nn.Module, feature_layer: str | None = None, maps=None,
+               figure_arrays_are_maps: bool = True):
     self.module = module
     self.feature_layer = feature_layer
     self.maps = maps  # aux key of learned maps [B, h, w] in [0, 1], or None
+    self.figure_arrays_are_maps = figure_arrays_are_maps
     super().__init__(ml_collections.ConfigDict({'name': 'toy'}))
 
   def validate(self):

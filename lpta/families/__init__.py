@@ -66,6 +66,9 @@ class Family:
   # The module path whose output activation maps and Grad-CAM read (lpta.maps); None: the last
   # module with a spatial output.
   feature_layer: ClassVar[str | None] = None
+  # Whether `figure_arrays` are attention maps [N, h, w] (lpta.maps scores them as the model's
+  # own maps) rather than something else to draw, such as glimpse locations.
+  figure_arrays_are_maps: ClassVar[bool] = True
 
   def __init__(self, model_config: ml_collections.ConfigDict):
     self.model_config = model_config

@@ -71,6 +71,7 @@ class FineGrainedGlimpse(families.Family):
   name = 'fine_grained_glimpse'
   model_names = ('fine_grained_glimpse', 'glimpse_trunk')
   rng_streams = ('location',)
+  figure_arrays_are_maps = False  # glimpse locations
 
   def validate(self) -> None:
     config = self.model_config

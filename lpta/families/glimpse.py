@@ -123,6 +123,7 @@ class RecurrentGlimpseModels(families.Family):
   name = 'glimpse'
   model_names = ('ram',)
   rng_streams = ('location',)
+  figure_arrays_are_maps = False  # glimpse locations
 
   def validate(self) -> None:
     config = self.model_config
