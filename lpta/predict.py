@@ -26,6 +26,7 @@ from lpta import command_line
 from lpta import maps
 from lpta import runs
 from lpta import summaries
+from lpta.data import preprocessing
 from lpta.errors import LptaError
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a trained lpta run.')
@@ -78,7 +79,7 @@ def predict_files(run: runs.Run, paths, output_dir: epath.PathLike,
     figure_arrays = [np.asarray(a) for a in run.family.figure_arrays(aux)]
     draw, suffix = run.family.draw_figure, 'attention'
   else:
-    pixels = jnp.asarray(images, jnp.float32) / 255.
+    pixels = preprocessing.to_unit_range(jnp.asarray(images))
     figure_arrays = [np.asarray(maps.map_function(run, map_kind)(
         run.arrays, pixels, jnp.argmax(logits, -1), jax.random.key(0)))]
     draw, suffix = summaries.overlay_grid, map_kind

@@ -24,6 +24,7 @@ import json
 from typing import Any, ClassVar
 
 from etils import epath
+import jax
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
@@ -174,10 +175,12 @@ def get_class(name: str) -> type[Evaluator]:
   return REGISTRY[name]
 
 
-def examples(run: runs.Run, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """The first `config.max_examples` examples of `config.split` of the run's data set:
-  {'image': uint8 [N, H, W, C], 'label': [N], and e.g. 'box'} (whatever its batches carry)."""
-  dataset = data.get(run.config.data).load()
+def examples(run: runs.Run, config: ml_collections.ConfigDict,
+             dataset: data.Dataset | None = None) -> dict[str, np.ndarray]:
+  """The first `config.max_examples` examples of `config.split` of the run's data set (loaded
+  here unless `dataset` is given): {'image': uint8 [N, H, W, C], 'label': [N], and e.g. 'box'}
+  (whatever its batches carry)."""
+  dataset = dataset or data.get(run.config.data).load()
   if config.split not in dataset.eval_splits:
     raise ConfigError(f'the run holds out no {config.split} split; use --eval.split=test.')
   limit = config.max_examples or dataset.num_examples[config.split]
@@ -224,6 +227,16 @@ def scheduled(evals: ml_collections.ConfigDict,
     evaluator_class(config)  # validates
     entries.append((name, config, every_epochs))
   return entries
+
+
+def batched(function, arrays: Mapping[str, np.ndarray], batch_size: int):
+  """`function(batch, index)` on each padded batch of `arrays` (see `batches`), its outputs (a
+  tree of [b, ...] arrays) cut to the real examples and concatenated: a tree of [N, ...]."""
+  parts = []
+  for index, batch in enumerate(batches(arrays, batch_size)):
+    real = batch['mask'] > 0
+    parts.append(jax.tree.map(lambda x, real=real: np.asarray(x)[real], function(batch, index)))
+  return jax.tree.map(lambda *values: np.concatenate(values), *parts)
 
 
 def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,

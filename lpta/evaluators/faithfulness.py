@@ -218,15 +218,10 @@ class DeletionInsertion(evaluators.Evaluator):
 def _all_curves(run: runs.Run, functions: dict[str, CurveFunction],
                 arrays: dict[str, np.ndarray], batch_size: int) -> dict[str, dict[str, np.ndarray]]:
   """{order: {curve: float [N, steps + 1]}} over the real (unpadded) examples."""
-  parts = {order: {curve: [] for curve in CURVES} for order in functions}
-  for batch in evaluators.batches(arrays, batch_size):
-    real = batch['mask'] > 0
-    for order, function in functions.items():
-      batch_curves = function(run.arrays, batch['image'], batch['label'], batch['index'])
-      for curve in CURVES:
-        parts[order][curve].append(np.asarray(batch_curves[curve])[real])
-  return {order: {curve: np.concatenate(values) for curve, values in by_curve.items()}
-          for order, by_curve in parts.items()}
+  return evaluators.batched(
+      lambda batch, _: {order: function(run.arrays, batch['image'], batch['label'],
+                                        batch['index'])
+                        for order, function in functions.items()}, arrays, batch_size)
 
 
 def _curve_rows(mean_curves: dict[str, dict[str, np.ndarray]]) -> dict[str, Sequence]:

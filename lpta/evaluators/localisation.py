@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from lpta import evaluators
 from lpta import runs
+from lpta.data import preprocessing
 from lpta.errors import ConfigError
 
 METRICS = ('pointing', 'energy', 'box_iou', 'box_accuracy', 'jaccard')
@@ -179,12 +180,10 @@ class Localisation(evaluators.Evaluator):
     config = self.config
     compute = evaluators.map_function(run, kind, config)
     key = jax.random.key(config.seed)
-    parts = []
-    for batch in evaluators.batches(arrays, config.batch_size):
-      pixels = jnp.asarray(batch['image'], jnp.float32) / 255.
-      batch_maps = compute(run.arrays, pixels, jnp.asarray(batch['label']), key)
-      parts.append(np.asarray(batch_maps)[batch['mask'] > 0])
-    return np.concatenate(parts)
+    return evaluators.batched(
+        lambda batch, _: compute(
+            run.arrays, preprocessing.to_unit_range(jnp.asarray(batch['image'])),
+            batch['label'], key), arrays, config.batch_size)
 
 
 def _scores_figure(results, kinds):

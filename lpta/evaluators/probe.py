@@ -26,7 +26,7 @@ Probe sets (`dataset`):
   'own': the run's own data set. Probe-train is a random sample, without repeats, of its train
     split (validation examples held out) as the data set's train batches give it (unaugmented
     for the data sets held in memory; streamed ones give their random train crops); probe-test
-    is `split` (lpta.evaluators.examples); the data set is loaded once for each of the two.
+    is `split` (lpta.evaluators.examples), from the same loaded data set.
 Probe-train keeps its first `max_train_examples` examples and probe-test its first
 `max_examples`.
 
@@ -108,13 +108,10 @@ def descriptors(describe, arrays, images: np.ndarray, batch_size: int, seed: int
   """float32 [N, D]: `describe` (from `descriptor_function`) of uint8 images [N, H, W, C] in
   padded batches of `batch_size`; batch i uses the rng fold_in(key(seed), i)."""
   key = jax.random.key(seed)
-  parts = []
   labels = np.zeros(len(images), np.int32)
-  for index, batch in enumerate(evaluators.batches({'image': images, 'label': labels},
-                                                   batch_size)):
-    features = describe(arrays, batch['image'], jax.random.fold_in(key, index))
-    parts.append(np.asarray(features)[batch['mask'] > 0])
-  return np.concatenate(parts)
+  return evaluators.batched(
+      lambda batch, index: describe(arrays, batch['image'], jax.random.fold_in(key, index)),
+      {'image': images, 'label': labels}, batch_size)
 
 
 def pixel_features(images: np.ndarray) -> np.ndarray:
@@ -270,7 +267,7 @@ class Probe(evaluators.Evaluator):
     else:
       dataset = data.get(run.config.data).load()
       train = train_sample(dataset, config.max_train_examples, config.batch_size, config.seed)
-      test = evaluators.examples(run, config)
+      test = evaluators.examples(run, config, dataset)
       class_names = run.class_names
     train = {name: train[name][:config.max_train_examples] for name in ('image', 'label')}
     test = {name: test[name][:config.max_examples] for name in ('image', 'label')}
