@@ -183,6 +183,23 @@ def test_training_samples_locations_and_inference_uses_the_means():
   assert np.all(np.abs(sampled['locations']) <= 1)
 
 
+def test_a_learned_first_location_is_the_policy_at_the_zero_state():
+  family, model, variables, images = tiny_ram(**{'model.initial_location': 'learned'})
+  params = variables['params']
+  start = np.tanh(params['location']['mean']['bias'])  # W_μ h_0 + b with h_0 = 0
+  _, mean_aux = model.apply(variables, images, train=False, rngs=family.rngs(jax.random.key(8)))
+  np.testing.assert_allclose(mean_aux['locations'][:, 0], np.broadcast_to(start, (6, 2)),
+                             rtol=1e-6)
+  # The policy chooses all three locations: three log-probabilities and baselines each.
+  assert mean_aux['log_probs'].shape == mean_aux['baselines'].shape == (6, 3)
+  np.testing.assert_allclose(mean_aux['baselines'][:, 0], params['baseline']['bias'][0])
+  _, sampled = model.apply(variables, images, train=True, rngs=family.rngs(jax.random.key(9)))
+  first = np.asarray(sampled['locations'][:, 0])
+  assert np.all(np.abs(first) < 1)  # σ = 0.2 around a start near 0: nothing was clipped
+  np.testing.assert_allclose(sampled['log_probs'][:, 0],
+                             ram.gaussian_log_prob(first, start, 0.2), rtol=1e-5)
+
+
 def test_monte_carlo_evaluation_with_one_sample_is_one_sampled_forward():
   family, model, variables, images = tiny_ram(**{'model.eval_samples': 1})
   labels = jnp.array([0, 1, 2, 3, 4, 0])

@@ -7,7 +7,9 @@
   location_std: σ of the Gaussian location policy, in units of the half image side.
   glimpse_units, location_units, glimpse_output_units: widths of h_g, h_l and g_t (128, 128, 256).
   core: 'rnn' (RAM's ReLU RNN) or 'lstm'; hidden_units: its width (256).
-  initial_location: 'centre' or 'random' (uniform), where the first glimpse looks.
+  initial_location: where the first glimpse looks: 'learned' (chosen by the policy from the
+    all-zero state h_0, so a starting point learned by REINFORCE like every other location),
+    'centre', or 'random' (uniform).
   policy: 'learned', or 'random' for uniformly random locations (the "random glimpses" baseline).
   location_hidden_units: 0 for RAM's linear location network, else the width of its ReLU hidden
     layer.

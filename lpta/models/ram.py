@@ -28,7 +28,7 @@ from lpta.models import at_least_float32
 from lpta.models import glimpse
 
 CORES = ('rnn', 'lstm')
-INITIAL_LOCATIONS = ('centre', 'random')
+INITIAL_LOCATIONS = ('learned', 'centre', 'random')
 POLICIES = ('learned', 'random')
 
 
@@ -118,9 +118,11 @@ class LocationNetwork(nn.Module):
 class RecurrentAttentionModel(nn.Module):
   """RAM. images [B, H, W, C] -> (logits [B, K], aux).
 
-  aux: 'locations' [B, T, 2] the (clipped) glimpse locations; 'log_probs' [B, T−1] the policy's
-  log-probability of each chosen location; 'baselines' [B, T−1] the reward estimate made with
-  each choice (both zeros, and no parameters, for policy 'random').
+  aux: 'locations' [B, T, 2] the (clipped) glimpse locations; 'log_probs' [B, C] the policy's
+  log-probability of each chosen location; 'baselines' [B, C] the reward estimate made with
+  each choice (both zeros, and no parameters, for policy 'random'). C = T when the policy also
+  chooses the first location (initial_location 'learned': l_1 from h_0 = 0, a learned starting
+  point explored with the same σ), else T − 1 (l_1 at the centre or uniformly random).
 
   Locations are sampled in training and, with `sample_locations=True`, in inference; otherwise
   the policy's means are used (deterministic evaluation). Draws from the 'location' stream.
@@ -153,20 +155,22 @@ class RecurrentAttentionModel(nn.Module):
     policy = LocationNetwork(self.location_hidden_units, name='location')
     baseline = nn.Dense(1, dtype=jnp.float32, name='baseline')
 
-    location = self._first_location(batch_size)
     carry = core.initial_carry(batch_size)
-    locations, log_probs, baselines = [location], [], []
+    # h_0: what the policy sees before the first glimpse when initial_location is 'learned'.
+    state = jnp.zeros((batch_size, self.hidden_units), jnp.float32)
+    locations, log_probs, baselines = [], [], []
     for step in range(self.num_glimpses):
-      carry, hidden = core(carry, glimpse_network(images, location))
-      if step == self.num_glimpses - 1:
-        break
-      state = jax.lax.stop_gradient(at_least_float32(hidden))
-      location, log_prob = self._next_location(policy, state, sample)
-      # A random policy has nothing for a baseline to reduce the variance of.
-      baselines.append(baseline(state)[:, 0] if self.policy == 'learned' else
-                       jnp.zeros(batch_size, jnp.float32))
+      if step or self.initial_location == 'learned':
+        location, log_prob = self._next_location(policy, state, sample)
+        # A random policy has nothing for a baseline to reduce the variance of.
+        baselines.append(baseline(state)[:, 0] if self.policy == 'learned' else
+                         jnp.zeros(batch_size, jnp.float32))
+        log_probs.append(log_prob)
+      else:
+        location = self._first_location(batch_size)
       locations.append(location)
-      log_probs.append(log_prob)
+      carry, hidden = core(carry, glimpse_network(images, location))
+      state = jax.lax.stop_gradient(at_least_float32(hidden))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)
     aux = {'locations': jnp.stack(locations, axis=1),
            'log_probs': _stack_steps(log_probs, batch_size),
