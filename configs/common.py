@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
   optimizer.learning_rate = 0.1
   optimizer.momentum = 0.9  # 'sgd' only
   optimizer.nesterov = False  # 'sgd' only
+  # 'sgd' only: Torch7's damped momentum v = μ·v + (1 − d)·g (Torch7 defaults d to μ: the
+  # official LTPA recipe is lr 1, d = 0.9, about lr 0.1 undamped); 0 = PyTorch's/optax's SGD.
+  optimizer.dampening = 0.
   optimizer.adam_betas = (0.9, 0.999)  # 'adam' only
   optimizer.weight_decay = 5e-4  # added to the gradient of every parameter
   optimizer.schedule = 'step'  # 'step', 'multistep', 'cosine' or 'constant'
@@ -83,4 +86,11 @@ def get_config() -> ml_collections.ConfigDict:
   transfer.alpha = 0.9  # KD weight; (1 − α) on the cross-entropy with the labels
   config.teacher = ml_collections.ConfigDict()
   config.teacher.workdir = placeholder(str)  # the workdir of an earlier lpta run
+
+  # Fine-tuning (lpta/fine_tuning.py): start from the parameters and BatchNorm statistics of
+  # another run; what fits is loaded, the classifier of another class count re-initialised.
+  config.init_from = init_from = ml_collections.ConfigDict()
+  init_from.workdir = placeholder(str)  # None: train from scratch
+  init_from.step = 'latest'  # 'latest', 'best' (by validation accuracy) or a step number
+  init_from.exclude = ()  # module paths to re-initialise anyway, e.g. ('global',)
   return config

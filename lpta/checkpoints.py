@@ -40,7 +40,11 @@ BEST_METRIC = 'validation_accuracy'
 RESUMABLE_CHANGES = ('eval_batch_size', 'eval_every_epochs', 'log_every_steps',
                      'keep_checkpoints', 'keep_best_checkpoints', 'num_attention_images',
                      'data.data_dir', 'data.manual_dir', 'teacher.workdir')
-RESUMABLE_PREFIXES = ('evals.',)  # the evaluators scheduled during training
+# The evaluators scheduled during training; where a new run's parameters came from (a resumed
+# run restores its own).
+RESUMABLE_PREFIXES = ('evals.', 'init_from.')
+# Fields added after runs were saved without them: a config that lacks one has this value.
+ADDED_FIELDS = {'optimizer.dampening': 0.}
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -57,8 +61,8 @@ def describe_config_change(saved_config: Mapping[str, Any],
                            config: ml_collections.ConfigDict) -> str | None:
   """'config.x is A in the checkpoint and B now' for the first field that a resumed run may
   not change (any but RESUMABLE_CHANGES), or None."""
-  saved = _flatten(saved_config)
-  current = _flatten(json.loads(config.to_json_best_effort()))
+  saved = {**ADDED_FIELDS, **_flatten(saved_config)}
+  current = {**ADDED_FIELDS, **_flatten(json.loads(config.to_json_best_effort()))}
   for field in sorted(set(saved) | set(current)):
     if (field in RESUMABLE_CHANGES or field.startswith(RESUMABLE_PREFIXES)
         or saved.get(field) == current.get(field)):

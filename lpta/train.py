@@ -12,7 +12,8 @@ lpta.objectives):
   seed: drives initialisation, data order, augmentation and dropout; a run is a function of it.
   batch_size, eval_batch_size: global batch sizes; both must be divisible by the device count.
   num_epochs: length of training.
-  optimizer: `name` 'sgd' (SGD with `momentum`, `nesterov`) or 'adam' (Adam with `adam_betas`),
+  optimizer: `name` 'sgd' (SGD with `momentum`, `nesterov`, `dampening`: Torch7's damped
+    momentum, `damped_momentum`) or 'adam' (Adam with `adam_betas`),
     with `learning_rate`, `weight_decay` (λ·w added to the gradient of every parameter, as in
     PyTorch and Torch7) and a `schedule`:
       'step': × `decay_factor` every `decay_every_epochs` (LTPA: × 0.5 every 25 epochs);
@@ -28,6 +29,7 @@ lpta.objectives):
     each and at the end, e.g. config.evals.fgsm = {'every_epochs': 5, 'max_examples': 500};
     single-process training only.
   transfer, teacher: the training objective and, for attention transfer, the teacher's workdir.
+  init_from: fine-tuning from another run's parameters (lpta.fine_tuning).
 
 A run resumes from the latest intact checkpoint in its workdir. It refuses to resume with another
 model, data, schedule or seed (lpta.checkpoints.RESUMABLE_CHANGES lists what may change), stops
@@ -42,7 +44,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import logging
 from clu import metric_writers
@@ -63,6 +65,7 @@ from lpta import checkpoints
 from lpta import data
 from lpta import evaluators
 from lpta import families
+from lpta import fine_tuning
 from lpta import objectives
 from lpta import runs
 from lpta import sharding
@@ -128,7 +131,13 @@ def validate_config(config: ml_collections.ConfigDict,
   if not 0 <= optimizer.momentum < 1 or optimizer.weight_decay < 0:
     raise ConfigError('config.optimizer.momentum must lie in [0, 1) and '
                       'config.optimizer.weight_decay must be >= 0.')
+  if optimizer.dampening and (optimizer.name != 'sgd' or optimizer.nesterov
+                              or not optimizer.momentum or not 0 < optimizer.dampening <= 1):
+    raise ConfigError(
+        f'config.optimizer.dampening={optimizer.dampening} needs SGD with momentum, without '
+        'Nesterov (as in Torch7), and a value in (0, 1]; set it to 0 otherwise.')
   evaluators.scheduled(config.evals, jax.process_count())
+  fine_tuning.validate(config.init_from)
   return family, source
 
 
@@ -157,6 +166,9 @@ def create_optimizer(optimizer_config: ml_collections.ConfigDict, schedule: opta
   if optimizer_config.name == 'adam':
     b1, b2 = optimizer_config.adam_betas
     update = optax.adam(schedule, b1=b1, b2=b2)
+  elif optimizer_config.dampening:
+    update = optax.chain(damped_momentum(optimizer_config.momentum, optimizer_config.dampening),
+                         optax.scale_by_learning_rate(schedule))
   else:
     update = optax.sgd(schedule, momentum=optimizer_config.momentum or None,
                        nesterov=optimizer_config.nesterov)
@@ -165,6 +177,31 @@ def create_optimizer(optimizer_config: ml_collections.ConfigDict, schedule: opta
     return optimizer
   return optax.multi_transform({'trained': optimizer, 'frozen': optax.set_to_zero()},
                                jax.tree.map(lambda f: 'frozen' if f else 'trained', frozen))
+
+
+class DampedMomentumState(NamedTuple):
+  count: jax.Array  # steps taken: int32 []
+  velocity: Any  # v, like the parameters
+
+
+def damped_momentum(momentum: float, dampening: float) -> optax.GradientTransformation:
+  """Torch7's (and PyTorch's) SGD momentum with dampening d: v_1 = g_1, then
+  v_t = μ·v_{t−1} + (1 − d)·g_t; the update is v_t (scaled by −lr after it). Torch7's optim.sgd
+  defaults d to μ, so the official LTPA runs (μ = d = 0.9, lr 1) average the gradient and step
+  about lr/10 · g_avg: with d = 0 this is optax.sgd's momentum."""
+
+  def init(params):
+    return DampedMomentumState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+  def update(updates, state, params=None):
+    del params
+    first = state.count == 0
+    velocity = jax.tree.map(
+        lambda v, g: jnp.where(first, g, momentum * v + (1 - dampening) * g),
+        state.velocity, updates)
+    return velocity, DampedMomentumState(optax.safe_increment(state.count), velocity)
+
+  return optax.GradientTransformation(init, update)
 
 
 def create_train_state(rng, model, tx, image_shape, mesh,
@@ -394,6 +431,20 @@ def _resume(checkpointer: checkpoints.Checkpointer, state: TrainState,
   return state
 
 
+def _initialise_from(config, state: TrainState, family, source, workdir: epath.Path,
+                     mesh) -> TrainState:
+  """`state` with the parameters and statistics of the run in `config.init_from`
+  (lpta.fine_tuning); what was loaded is logged and written to <workdir>/init_from.json."""
+  variables, report = fine_tuning.initialise_from(
+      config.init_from, {'params': state.params, 'batch_stats': state.batch_stats}, family,
+      source.num_classes, source.image_shape, mesh)
+  if jax.process_index() == 0:
+    (workdir / 'init_from.json').write_text(json.dumps(dataclasses.asdict(report), indent=1))
+  # The optimiser state (momentum) starts from zero either way.
+  return state.replace(params=variables['params'],
+                       batch_stats=variables.get('batch_stats', state.batch_stats))
+
+
 def _set_aside(checkpointer: checkpoints.Checkpointer, steps, destination: epath.Path) -> None:
   if jax.process_index() == 0:
     destination.mkdir(parents=True, exist_ok=True)
@@ -466,6 +517,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   checkpointer = checkpoints.Checkpointer(workdir / 'checkpoints', config.keep_checkpoints,
                                           keep_best)
   try:
+    if config.init_from.workdir and not checkpointer.all_steps():
+      state = _initialise_from(config, state, family, source, workdir, mesh)
     state = _resume(checkpointer, state, workdir)
   except CheckpointError:
     checkpointer.close()

@@ -92,3 +92,13 @@ def test_a_field_missing_from_the_saved_config_counts_as_a_change():
   assert checkpoints.describe_config_change(
       json.loads(saved.to_json_best_effort()), tiny_config()) == (
           "config.data.validation_split is absent in the checkpoint and 0 now")
+
+
+def test_a_saved_config_without_a_field_added_later_has_its_old_value():
+  saved = ml_collections.ConfigDict(tiny_config().to_dict())
+  del saved.optimizer['dampening']
+  saved_json = json.loads(saved.to_json_best_effort())
+  assert checkpoints.describe_config_change(saved_json, tiny_config()) is None
+  assert checkpoints.describe_config_change(
+      saved_json, tiny_config(**{'optimizer.dampening': 0.9})) == (
+          'config.optimizer.dampening is 0.0 in the checkpoint and 0.9 now')

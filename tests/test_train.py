@@ -11,6 +11,7 @@ import signal
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -353,6 +354,31 @@ def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_g
   np.testing.assert_allclose(updates['w'], [-0.01, 0.01, 0.], rtol=3e-5)
 
 
+def test_torch7_dampened_momentum_by_hand():
+  # Torch7 optim.sgd, μ = 0.9, d = 0.5, lr 0.1, weight decay 1: v_1 = g_1, v_t = μ v + (1 − d) g.
+  config = tiny_config(**{'optimizer.dampening': 0.5, 'optimizer.weight_decay': 1.})
+  optimizer = train.create_optimizer(config.optimizer, 0.1)
+  params = {'w': jnp.array([1., -2.])}
+  state = optimizer.init(params)
+  velocity = np.zeros(2)
+  for step, grad in enumerate([[0.5, 1.], [-1., 2.], [3., 0.]]):
+    decayed = np.array(grad) + np.asarray(params['w'])
+    velocity = decayed if step == 0 else 0.9 * velocity + 0.5 * decayed
+    expected = np.asarray(params['w']) - 0.1 * velocity
+    updates, state = optimizer.update({'w': jnp.array(grad)}, state, params)
+    params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(params['w'], expected, rtol=1e-6)
+
+
+def test_undamped_momentum_keeps_optax_sgd_and_its_state():
+  config = tiny_config()
+  assert config.optimizer.dampening == 0
+  state = train.create_optimizer(config.optimizer, 0.1).init({'w': jnp.zeros(2)})
+  reference = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9)).init(
+      {'w': jnp.zeros(2)})
+  assert jax.tree.structure(state) == jax.tree.structure(reference)
+
+
 @pytest.mark.parametrize('overrides, message', [
     ({'batch_size': 18}, 'config.batch_size=18 is not divisible by the 4 devices'),
     ({'eval_batch_size': 0}, 'config.eval_batch_size=0 must be a positive integer'),
@@ -364,6 +390,11 @@ def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_g
     ({'model.name': 'transformer'}, "config.model.name='transformer' is not a model"),
     ({'data.name': 'imagenet'}, 'imagenet'),
     ({'keep_best_checkpoints': -1}, 'keep_best_checkpoints=-1'),
+    ({'optimizer.dampening': 0.9, 'optimizer.nesterov': True}, 'dampening=0.9 needs SGD'),
+    ({'optimizer.dampening': 0.9, 'optimizer.name': 'adam'}, 'dampening=0.9 needs SGD'),
+    ({'optimizer.dampening': 1.5}, r'a value in \(0, 1\]'),
+    ({'init_from.step': 'last'}, "config.init_from.step='last'"),
+    ({'init_from.exclude': (1,)}, 'must be a tuple of module paths'),
 ])
 def test_bad_config_values_are_refused_before_training(tmp_path, overrides, message):
   with pytest.raises(ConfigError, match=message):
