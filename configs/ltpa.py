@@ -27,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.dropout = True  # the official dropout rates (.3/.4 in the backbone, .5 before FC-1)
   model.width = 1.0  # channel multiplier; 1.0 is the paper's network
   model.bn_epsilon = 1e-3  # official Torch code; the PyTorch port uses 1e-5
+  # The official trainer's backward pass (seed-systems §1.11): gradients averaged, not summed,
+  # where g feeds the attention modules and where each tapped map branches off. Off: autodiff.
+  model.junction_gradient_averaging = False
   # = the official lr 1.0 with Torch7's damped momentum (seed-systems §1.10)
   config.optimizer.learning_rate = 0.1
   config.optimizer.schedule = 'step'

@@ -44,7 +44,7 @@ RESUMABLE_CHANGES = ('eval_batch_size', 'eval_every_epochs', 'log_every_steps',
 # run restores its own).
 RESUMABLE_PREFIXES = ('evals.', 'init_from.')
 # Fields added after runs were saved without them: a config that lacks one has this value.
-ADDED_FIELDS = {'optimizer.dampening': 0.}
+ADDED_FIELDS = {'optimizer.dampening': 0., 'model.junction_gradient_averaging': False}
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

@@ -1,10 +1,16 @@
-"""Learn To Pay Attention (Jetley et al., ICLR 2018): the attention VGG and its VGG baseline.
+"""Learn To Pay Attention (Jetley et al., ICLR 2018): attention VGGs and ResNets, their baselines.
 
 `config.model` fields, by `name`:
   'attention_vgg' (lpta.models.vgg.AttentionVGG): num_levels, compatibility, normalisation,
     projection, score_bias, placement, head, head_preactivation (AttentionVGG's docstring),
-    dropout, width, bn_epsilon.
+    dropout, width, bn_epsilon, junction_gradient_averaging (the official trainer's backward
+    pass, off by default).
   'vgg' (the baseline VGG-16, lpta.models.vgg.VGG): dropout, width, bn_epsilon.
+  'attention_resnet' (RN-att2, lpta.models.attention_resnet.AttentionResNet): depth (9n+2),
+    compatibility, normalisation, projection, score_bias, head, head_preactivation, dropout,
+    width, junction_gradient_averaging.
+  'preact_resnet' (the baseline pre-activation ResNet-164,
+    lpta.models.attention_resnet.PreActivationResNet): depth, width.
 The figure overlays the attention maps L1..Ln: softmax maps (which sum to one, so their values
 depend on the map size) min-max scaled per image, sigmoid maps (gates in (0, 1)) as they are.
 """
@@ -14,14 +20,27 @@ import jax.numpy as jnp
 from lpta import families
 from lpta import summaries
 from lpta.errors import ConfigError
-from lpta.models import attention, vgg
+from lpta.models import attention, attention_resnet, vgg
 
 _FIELDS = {
     'attention_vgg': ('num_levels', 'compatibility', 'normalisation', 'projection',
                       'score_bias', 'placement', 'head', 'head_preactivation', 'dropout',
                       'width', 'bn_epsilon'),
     'vgg': ('dropout', 'width', 'bn_epsilon'),
+    'attention_resnet': ('depth', 'compatibility', 'normalisation', 'projection', 'score_bias',
+                         'head', 'head_preactivation', 'dropout', 'width'),
+    'preact_resnet': ('depth', 'width'),
 }
+_MODULES = {
+    'attention_vgg': vgg.AttentionVGG,
+    'vgg': vgg.VGG,
+    'attention_resnet': attention_resnet.AttentionResNet,
+    'preact_resnet': attention_resnet.PreActivationResNet,
+}
+_RESNETS = ('attention_resnet', 'preact_resnet')
+# Fields added after runs were saved without them, and their value in those runs.
+_ADDED_FIELDS = {'attention_vgg': {'junction_gradient_averaging': False},
+                 'attention_resnet': {'junction_gradient_averaging': False}}
 _CHOICES = {
     'compatibility': attention.COMPATIBILITIES,
     'normalisation': attention.NORMALISATIONS,
@@ -41,13 +60,16 @@ def maps_to_unit_range(attention_maps, normalisation: str):
 
 @families.register
 class LearnToPayAttention(families.Family):
-  """Attention VGG (att1/att2/att3, or no attention) and the baseline VGG-16."""
+  """Attention VGG (att1/att2/att3, or no attention), RN-att2 and their baselines."""
   name = 'ltpa'
-  model_names = ('attention_vgg', 'vgg')
+  model_names = tuple(_MODULES)
   rng_streams = ('dropout',)
-  # The last convolution before the extra pools (1/4 of the image side with 2 pools before it in
-  # the attention network): the local features of L3, and the usual Grad-CAM layer.
-  feature_layer = 'backbone/conv13'
+
+  @property
+  def feature_layer(self) -> str:
+    """The layer lpta.maps explains: the VGGs' conv 13 (L3 of the attention network, 1/4 of the
+    image side there), the ResNets' last stage (l_b of RN-att2, 1/4 of the side)."""
+    return 'backbone/stage3' if self.model_config.name in _RESNETS else 'backbone/conv13'
 
   def validate(self) -> None:
     config = self.model_config
@@ -55,28 +77,22 @@ class LearnToPayAttention(families.Family):
     if not config.width > 0:
       raise ConfigError(f'config.model.width={config.width} must be positive '
                         '(1.0 is the paper network, 0.25 a narrow one).')
-    if config.name == 'vgg':
-      return
-    if config.num_levels not in (0, 1, 2, 3):
+    if config.name in _RESNETS:
+      attention_resnet.units_per_stage(config.depth, field='config.model.depth')
+    if config.name == 'attention_vgg' and config.num_levels not in (0, 1, 2, 3):
       raise ConfigError(f'config.model.num_levels={config.num_levels!r} must be 0 (no '
                         'attention), 1, 2 or 3 (att1, att2, att3).')
     for field, choices in _CHOICES.items():
-      if config[field] not in choices:
+      if field in _FIELDS[config.name] and config[field] not in choices:
         raise ConfigError(f'config.model.{field}={config[field]!r} is not valid; '
                           f'use one of {", ".join(choices)}.')
 
   def build(self, num_classes, dtype):
     config = self.model_config
-    if config.name == 'vgg':
-      return vgg.VGG(num_classes=num_classes, dropout=config.dropout, width=config.width,
-                     bn_epsilon=config.bn_epsilon, dtype=dtype)
-    return vgg.AttentionVGG(
-        num_classes=num_classes, num_levels=config.num_levels,
-        compatibility=config.compatibility, normalisation=config.normalisation,
-        projection=config.projection, score_bias=config.score_bias,
-        placement=config.placement, head=config.head,
-        head_preactivation=config.head_preactivation, dropout=config.dropout,
-        width=config.width, bn_epsilon=config.bn_epsilon, dtype=dtype)
+    fields = {field: config[field] for field in _FIELDS[config.name]}
+    fields.update({field: config.get(field, default)
+                   for field, default in _ADDED_FIELDS.get(config.name, {}).items()})
+    return _MODULES[config.name](num_classes=num_classes, dtype=dtype, **fields)
 
   def figure_arrays(self, aux):
     normalisation = self.model_config.get('normalisation', 'softmax')

@@ -8,6 +8,7 @@ positions into an attention map a, which pools the local features into g_a.
 Shapes follow Flax (NHWC): local features [B, H, W, C_l], global features [B, C_g].
 """
 
+import functools
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -19,6 +20,31 @@ from lpta.models import at_least_float32
 COMPATIBILITIES = ('pc', 'dp')
 NORMALISATIONS = ('softmax', 'sigmoid')
 PROJECTIONS = ('g_down', 'l_up')
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def averaged_fan_out(x: jax.Array, copies: int) -> tuple[jax.Array, ...]:
+  """`copies` copies of x whose backward pass AVERAGES their cotangents instead of summing them.
+
+  The official Torch trainer of Learn To Pay Attention backpropagates by hand and averages the
+  gradients at every junction (seed-systems §1.11): into g, the mean of what its n attention
+  modules send back; into each tapped local feature map, ½·(the next block's + its attention
+  module's). `model.junction_gradient_averaging` reproduces that with this function; the forward
+  pass is unchanged.
+  """
+  return (x,) * copies
+
+
+def _fan_out_forward(x, copies):
+  return (x,) * copies, None
+
+
+def _fan_out_backward(copies, residual, cotangents):
+  del residual
+  return (sum(cotangents) / copies,)
+
+
+averaged_fan_out.defvjp(_fan_out_forward, _fan_out_backward)
 
 
 class Attention(NamedTuple):

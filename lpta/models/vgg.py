@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from lpta.models import at_least_float32
-from lpta.models.attention import AttentionEstimator
+from lpta.models.attention import AttentionEstimator, averaged_fan_out
 
 # (output channels, official dropout rate) of VGG-16's 13 convolutions, then the attention
 # network's two extra ones.
@@ -84,6 +84,7 @@ class ConvStack(nn.Module):
   dropout: bool = True
   width: float = 1.0
   bn_epsilon: float = 1e-5
+  average_junctions: bool = False  # average the cotangents where a tapped map branches off
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -92,23 +93,76 @@ class ConvStack(nn.Module):
         ConvBlock(scale_width(channels, self.width), rate if self.dropout else 0.,
                   self.bn_epsilon, self.dtype, name=f'conv{index}'), train=train)
               for index, (channels, rate) in enumerate(self.convs, start=1)]
-    return run_stack(blocks, x, self.pools_after, self.taps, self.tap_after_pool, max_pool)
+    return run_stack(blocks, x, self.pools_after, self.taps, self.tap_after_pool, max_pool,
+                     junction(self.average_junctions))
 
 
-def run_stack(blocks, x, pools_after, taps, tap_after_pool: bool, pool):
+def run_stack(blocks, x, pools_after, taps, tap_after_pool: bool, pool, branch=lambda x: (x, x)):
   """Applies conv blocks 1, 2, ... in turn, `pool` after those in `pools_after`; returns the
-  final features and {conv index: its output before or after that pool} for the `taps`.
-  Framework-free: the PyTorch twins (lpta.pytorch_equivalents) walk their stack with it too."""
+  final features and {conv index: its output before or after that pool} for the `taps`. At a
+  tap, `branch(x)` gives (what the stack goes on with, what is tapped): the same array, or two
+  whose cotangents are averaged (`junction_gradient_averaging`). Framework-free: the PyTorch
+  twins (lpta.pytorch_equivalents) walk their stack with it too."""
   tapped = {}
   for index, block in enumerate(blocks, start=1):
     x = block(x)
     if index in taps and not tap_after_pool:
-      tapped[index] = x
+      x, tapped[index] = branch(x)
     if index in pools_after:
       x = pool(x)
     if index in taps and tap_after_pool:
-      tapped[index] = x
+      x, tapped[index] = branch(x)
   return x, tapped
+
+
+def junction(average: bool):
+  """The `branch` of run_stack: averaged_fan_out(x, 2) with `average`, else (x, x)."""
+  return (lambda x: averaged_fan_out(x, 2)) if average else (lambda x: (x, x))
+
+
+def attend_and_classify(module: nn.Module, local_features, global_features, train: bool, *,
+                        head_dropout: float, bn_epsilon: float):
+  """The LTPA network after its backbone; call it inside `module`'s compact method.
+
+  One AttentionEstimator 'attention{s}' per local feature map l^s [B, h_s, w_s, c_s] with
+  `module`'s compatibility, normalisation, projection and score_bias (dropout .5 before a
+  'g_down' projection), then the classifier on the g_a^s [B, c_s] (on g [B, C_g] when there are
+  no maps): with `module.head_preactivation`, BatchNorm 'head_bn{s}' → ReLU → Dropout
+  `head_dropout` on each first; 'concat' is one Dense 'classifier' on their concatenation,
+  'indep' one Dense 'classifier{s}' each, the logits summed (the official 3-level code). The
+  dropout rates are 0 without `module.dropout`. With `module.junction_gradient_averaging`, g's
+  cotangent is the mean, not the sum, of what the attention modules send back (§1.11).
+
+  Returns (logits [B, module.num_classes], aux) with aux as AttentionVGG's.
+  """
+  copies = len(local_features)
+  global_copies = (averaged_fan_out(global_features, copies)
+                   if module.junction_gradient_averaging and copies else (global_features,) * copies)
+  attentions = [
+      AttentionEstimator(module.compatibility, module.normalisation, module.projection,
+                         module.score_bias, .5 if module.dropout else 0., bn_epsilon,
+                         module.dtype, name=f'attention{level}')(local, g, train=train)
+      for level, (local, g) in enumerate(zip(local_features, global_copies), start=1)]
+  pooled = [attention.pooled for attention in attentions] or [global_features]
+  descriptors = pooled
+  if attentions and module.head_preactivation:
+    descriptors = [nn.Dropout(head_dropout if module.dropout else 0., deterministic=not train)(
+        nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=bn_epsilon,
+                             dtype=module.dtype, name=f'head_bn{level}')(descriptor)))
+                   for level, descriptor in enumerate(pooled, start=1)]
+  if module.head == 'concat':
+    logits = nn.Dense(module.num_classes, dtype=module.dtype, name='classifier')(
+        jnp.concatenate(descriptors, axis=-1))
+  else:
+    logits = sum(nn.Dense(module.num_classes, dtype=module.dtype, name=f'classifier{level}')(
+        descriptor) for level, descriptor in enumerate(descriptors, start=1))
+  aux = {
+      'attention_maps': tuple(attention.attention_map for attention in attentions),
+      'attention_scores': tuple(attention.scores for attention in attentions),
+      'pooled_features': tuple(pooled),
+      'global_features': global_features,
+  }
+  return at_least_float32(logits), aux
 
 
 class AttentionVGG(nn.Module):
@@ -126,6 +180,9 @@ class AttentionVGG(nn.Module):
     dropout: the official dropout rates in the backbone, FC-1 and projections; False = none.
     width: multiplier on every channel count (0.25 gives a small, fast network).
     bn_epsilon: 1e-3 in the official code, 1e-5 in the PyTorch port.
+    junction_gradient_averaging: backpropagate as the official Torch trainer does (seed-systems
+      §1.11): the cotangent of g is the mean over the attention modules, that of each tapped
+      local feature map ½·(next block's + its attention module's). The forward pass is the same.
     dtype: computation dtype; parameters are always float32.
   """
   num_classes: int
@@ -140,6 +197,7 @@ class AttentionVGG(nn.Module):
   dropout: bool = True
   width: float = 1.0
   bn_epsilon: float = 1e-3
+  junction_gradient_averaging: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -153,45 +211,16 @@ class AttentionVGG(nn.Module):
     features, local_features = ConvStack(
         VGG16_CONVS + EXTRA_CONVS, ATTENTION_POOLS_AFTER, taps,
         tap_after_pool=self.placement == 'after', dropout=self.dropout, width=self.width,
-        bn_epsilon=self.bn_epsilon, dtype=self.dtype, name='backbone')(
+        bn_epsilon=self.bn_epsilon, average_junctions=self.junction_gradient_averaging,
+        dtype=self.dtype, name='backbone')(
             images.astype(self.dtype), train=train)
     flat = features.reshape(features.shape[0], -1)
     if self.dropout:
       flat = nn.Dropout(.5, deterministic=not train)(flat)
     global_features = nn.Dense(scale_width(GLOBAL_WIDTH, self.width), dtype=self.dtype,
                                name='global')(flat)
-    attentions = [
-        AttentionEstimator(self.compatibility, self.normalisation, self.projection,
-                           self.score_bias, .5 if self.dropout else 0., self.bn_epsilon,
-                           self.dtype, name=f'attention{level}')(
-                               local_features[tap], global_features, train=train)
-        for level, tap in enumerate(taps, start=1)]
-    pooled = [attention.pooled for attention in attentions] or [global_features]
-    logits = self._classify(pooled, train)
-    aux = {
-        'attention_maps': tuple(attention.attention_map for attention in attentions),
-        'attention_scores': tuple(attention.scores for attention in attentions),
-        'pooled_features': tuple(pooled),
-        'global_features': global_features,
-    }
-    return at_least_float32(logits), aux
-
-  def _classify(self, pooled, train):
-    """The classifier on the pooled descriptors [B, c_s] -> logits [B, num_classes]."""
-    if self.num_levels and self.head_preactivation:
-      pooled = [self._preactivate(descriptor, train, level)
-                for level, descriptor in enumerate(pooled, start=1)]
-    if self.head == 'concat':
-      return nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(
-          jnp.concatenate(pooled, axis=-1))
-    return sum(nn.Dense(self.num_classes, dtype=self.dtype, name=f'classifier{level}')(descriptor)
-               for level, descriptor in enumerate(pooled, start=1))
-
-  def _preactivate(self, descriptor, train, level):
-    descriptor = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                              epsilon=self.bn_epsilon, dtype=self.dtype,
-                              name=f'head_bn{level}')(descriptor)
-    return nn.Dropout(.5 if self.dropout else 0., deterministic=not train)(nn.relu(descriptor))
+    return attend_and_classify(self, [local_features[tap] for tap in taps], global_features,
+                               train, head_dropout=.5, bn_epsilon=self.bn_epsilon)
 
 
 class VGG(nn.Module):

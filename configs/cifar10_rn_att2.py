@@ -1,0 +1,23 @@
+"""(RN-att2)-concat-pc on CIFAR-10: Learn To Pay Attention's attention ResNet-164.
+
+Command:
+  python main.py --config=configs/cifar10_rn_att2.py
+
+Same network and recipe as cifar100_rn_att2 (read its differences from the official code).
+2,395,484 parameters.
+
+Published: the paper's RN-att2 cell is not verified here (seed-systems §1.12).
+Expected: not yet run.
+
+Protocol: trains on the whole training split and reports the final test accuracy, as the
+paper did; no checkpoint is selected. --config.data.validation_split=5000 holds out the last
+5,000 training images to rank the best checkpoints instead.
+"""
+
+from configs import cifar100_rn_att2
+
+
+def get_config():
+  config = cifar100_rn_att2.get_config()
+  config.data.name = 'cifar10'
+  return config
