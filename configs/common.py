@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The data set (lpta/data/__init__.py).
   config.data = data = ml_collections.ConfigDict()
   # cifar10, cifar100, svhn_cropped, fashion_mnist, translated_fashion_mnist,
-  # cluttered_fashion_mnist, imagenet2012, stanford_dogs or synthetic
+  # cluttered_fashion_mnist, caltech_birds2011, imagenet2012, stanford_dogs or synthetic
   data.name = placeholder(str)
   data.data_dir = placeholder(str)  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets
   data.manual_dir = placeholder(str)  # archives for offline preparation; None = <data_dir>/downloads/manual
@@ -30,9 +30,12 @@ def get_config() -> ml_collections.ConfigDict:
   data.zca_epsilon = 1e-2
   data.random_crop_padding = 4  # random crop after zero-padding by this many pixels; 0 = off
   data.random_flip = True  # random horizontal flips (off for digits)
-  # Side of the crops of a streamed data set (imagenet2012, stanford_dogs); None = 224. Others
-  # keep their size.
+  # Side of the crops of a streamed data set (imagenet2012, stanford_dogs; None = 224) and of
+  # caltech_birds2011 (None = 80). Others keep their size.
   data.image_size = placeholder(int)
+  # Only for caltech_birds2011 (lpta/data/cub.py): crop each bird to its box (the LTPA protocol),
+  # or False: the whole image, with the box and segmentation in evaluation batches.
+  data.crop_to_box = True
   data.synthetic_image_shape = (32, 32, 3)  # only for data.name = 'synthetic' (benchmarks, tests)
   data.synthetic_num_classes = 100
   data.synthetic_num_train = 50_000

@@ -19,8 +19,9 @@ Fields of `config.data` (an `ml_collections.ConfigDict`):
   name: a registered source (`REGISTRY`): cifar10, cifar100, svhn_cropped, fashion_mnist (held
     in host memory), translated_fashion_mnist and cluttered_fashion_mnist (Fashion-MNIST on
     larger canvases, with object boxes: lpta.data.canvases), imagenet2012 and stanford_dogs
-    (streamed from disk by lpta.data.streamed), synthetic (random uint8 images and labels from a
-    fixed seed).
+    (streamed from disk by lpta.data.streamed), caltech_birds2011 (CUB-200-2011 cropped to the
+    birds' boxes and held in host memory, with boxes and segmentation masks: lpta.data.cub),
+    synthetic (random uint8 images and labels from a fixed seed).
   data_dir: TFDS data directory; None uses TFDS's default (`$TFDS_DATA_DIR` or
     `~/tensorflow_datasets`).
   manual_dir: folder holding manually downloaded source files; None uses
@@ -39,8 +40,8 @@ Fields of `config.data` (an `ml_collections.ConfigDict`):
   random_crop_padding: zero padding in pixels on each side before the random crop (4 for CIFAR,
     0 for no crop).
   random_flip: whether to flip images horizontally at random (False for digits).
-  image_size: side of the square images of a streamed data set (None: 224); must
-    be None for the others, whose images keep their size.
+  image_size: side of the square images of a streamed data set (None: 224) or of
+    caltech_birds2011 (None: 80); must be None for the others, whose images keep their size.
   synthetic_image_shape, synthetic_num_classes, synthetic_num_train, synthetic_num_test: the
     shape (H, W, C), classes and example counts (all processes together) of `synthetic`.
 """
@@ -101,6 +102,9 @@ class Source:
   streamed: ClassVar[bool] = False
   # Whether batches carry each image's object box, 'box' int32 [b, 4] (top, left, bottom, right).
   object_boxes: ClassVar[bool] = False
+  # Whether `config.data.image_size` sets the side of the square images of a source held in
+  # memory, which resizes them when it loads them (streamed sources always take it).
+  resized: ClassVar[bool] = False
 
   def __init__(self, data_config: ml_collections.ConfigDict):
     self.config = data_config
@@ -124,18 +128,19 @@ class Source:
       raise errors.ConfigError(
           f'config.data.train_split={config.train_split!r} must be the train split or a slice '
           "of it, e.g. 'train' or 'train[:15000]'.")
-    if self.streamed:
-      if config.random_crop_padding or config.zca:
-        raise errors.ConfigError(
-            f'{config.name} is streamed with random-resized crops and mean/std normalisation; '
-            'set --config.data.random_crop_padding=0 --config.data.zca=False.')
+    if self.streamed and (config.random_crop_padding or config.zca):
+      raise errors.ConfigError(
+          f'{config.name} is streamed with random-resized crops and mean/std normalisation; '
+          'set --config.data.random_crop_padding=0 --config.data.zca=False.')
+    if self.streamed or self.resized:
       if config.image_size is not None:
         require_int(config, 'image_size', minimum=1)
     elif config.image_size is not None:
-      streamed = ', '.join(name for name, cls in REGISTRY.items() if cls.streamed)
+      sized = ', '.join(name for name, cls in REGISTRY.items() if cls.streamed or cls.resized)
       raise errors.ConfigError(
           f'config.data.image_size={config.image_size!r} only applies to streamed data sets '
-          f'({streamed}); {config.name} keeps its image size, so drop the override.')
+          f'and those resized on loading ({sized}); {config.name} keeps its image size, so drop '
+          'the override.')
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -208,3 +213,4 @@ def require_int(config: ml_collections.ConfigDict, name: str, minimum: int) -> N
 from lpta.data import in_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.data import canvases  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.data import streamed  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.data import cub  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -277,6 +277,13 @@ def _decode_crop_and_resize(image_bytes, offset, crop_shape, size: int):
       lambda: tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3),
       lambda: tf.image.crop_to_bounding_box(_decode_whole(image_bytes), offset[0], offset[1],
                                             crop_shape[0], crop_shape[1]))
+  return resize(image, size)
+
+
+def resize(image, size: int):
+  """uint8 [size, size, C]: an image [H, W, C] resized (bilinear, antialiased) and rounded."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   image = tf.image.resize(image, (size, size), method='bilinear', antialias=True)
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 

@@ -111,7 +111,7 @@ def _check_reachable(urls: Sequence[str]) -> None:
 
 def _not_prepared_message(builder, manual_dir: str, error: Exception) -> str:
   """One line: what is missing, where it was looked for, and how to provide it."""
-  file_names = sorted(_source_file_names(builder).values())
+  file_names = sorted(set(_source_file_names(builder).values()))  # mirrors share names
   debian_hint = (' or run `apt-get install dataset-fashion-mnist`,'
                  if builder.name == 'fashion_mnist' else '')
   return (

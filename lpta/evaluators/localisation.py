@@ -17,7 +17,7 @@ object box and S the object mask:
     segmentation, Jetley et al. 2018 §5).
 Boxes are (top, left, bottom, right), bottom and right exclusive: the batch's 'box' (the
 translated and cluttered canvases carry one) or else the bounding box of the foreground. Masks
-are the batch's 'mask' when it has one, else the foreground inside the box: pixels with any
+are the batch's 'segmentation' when it has one (caltech_birds2011), else the foreground inside the box: pixels with any
 channel above `foreground_threshold` (in [0, 1]). Foreground masks suit objects on a black
 background (Fashion-MNIST, the canvases), not natural images.
 
@@ -155,7 +155,7 @@ class Localisation(evaluators.Evaluator):
     height, width = images.shape[1:3]
     foreground = foreground_masks(images, config.foreground_threshold)
     boxes = arrays['box'] if 'box' in arrays else np.stack([bounding_box(m) for m in foreground])
-    masks = arrays['mask'].astype(bool) if 'mask' in arrays else np.stack(
+    masks = arrays['segmentation'].astype(bool) if 'segmentation' in arrays else np.stack(
         [f & box_mask(b, height, width) for f, b in zip(foreground, boxes)])
     all_maps = {kind: self._maps(run, kind, arrays) for kind in config.maps}
     centre = centre_prior(height, width)
