@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   optimizer.decay_factor = 0.5  # 'step' and 'multistep': the factor of each decay
   optimizer.decay_every_epochs = 25  # 'step' only
   optimizer.decay_epochs = (60, 120, 160)  # 'multistep' only
+  optimizer.decay_factors = ()  # 'multistep': one factor per decay epoch; () = decay_factor each
 
   config.batch_size = 128  # global, over all devices
   config.eval_batch_size = 512  # a power of two divides any device count up to 512

@@ -30,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The official trainer's backward pass (seed-systems §1.11): gradients averaged, not summed,
   # where g feeds the attention modules and where each tapped map branches off. Off: autodiff.
   model.junction_gradient_averaging = False
+  # Side and stride of the first max-pool (after conv 7; after conv 2 in the VGG baseline): 2, or
+  # 5 for 80×80 CUB crops so that every later map has the 32×32 network's size.
+  model.first_pool_size = 2
   # = the official lr 1.0 with Torch7's damped momentum (seed-systems §1.10)
   config.optimizer.learning_rate = 0.1
   config.optimizer.schedule = 'step'

@@ -58,7 +58,7 @@ class ConvStack(nn.Module):
 
   def forward(self, x):
     return flax_vgg.run_stack(self.blocks, x, self.pools_after, self.taps, self.tap_after_pool,
-                              _max_pool)
+                              lambda x, index: _max_pool(x))
 
 
 def _flat_size(stack: ConvStack, image_shape) -> int:

@@ -17,7 +17,8 @@ lpta.objectives):
     with `learning_rate`, `weight_decay` (λ·w added to the gradient of every parameter, as in
     PyTorch and Torch7) and a `schedule`:
       'step': × `decay_factor` every `decay_every_epochs` (LTPA: × 0.5 every 25 epochs);
-      'multistep': × `decay_factor` at each epoch in `decay_epochs`;
+      'multistep': × `decay_factor` (or the matching entry of `decay_factors`) at each epoch
+        in `decay_epochs`;
       'cosine': cosine decay to zero over training; 'constant'.
   half_precision: bfloat16 computation with float32 parameters, optimiser state and BN statistics.
   eval_every_epochs: evaluate, write figures and checkpoint every this many epochs.
@@ -131,6 +132,11 @@ def validate_config(config: ml_collections.ConfigDict,
   if not 0 <= optimizer.momentum < 1 or optimizer.weight_decay < 0:
     raise ConfigError('config.optimizer.momentum must lie in [0, 1) and '
                       'config.optimizer.weight_decay must be >= 0.')
+  if optimizer.decay_factors and len(optimizer.decay_factors) != len(optimizer.decay_epochs):
+    raise ConfigError(
+        f'config.optimizer.decay_factors has {len(optimizer.decay_factors)} factors for '
+        f'{len(optimizer.decay_epochs)} decay_epochs; give one per epoch, or () to use '
+        'decay_factor at each.')
   if optimizer.dampening and (optimizer.name != 'sgd' or optimizer.nesterov
                               or not optimizer.momentum or not 0 < optimizer.dampening <= 1):
     raise ConfigError(
@@ -150,9 +156,11 @@ def learning_rate_schedule(optimizer_config: ml_collections.ConfigDict,
         base, transition_steps=optimizer_config.decay_every_epochs * steps_per_epoch,
         decay_rate=optimizer_config.decay_factor, staircase=True)
   if optimizer_config.schedule == 'multistep':
+    factors = (optimizer_config.decay_factors
+               or (optimizer_config.decay_factor,) * len(optimizer_config.decay_epochs))
     return optax.piecewise_constant_schedule(
-        base, {epoch * steps_per_epoch: optimizer_config.decay_factor
-               for epoch in optimizer_config.decay_epochs})
+        base, {epoch * steps_per_epoch: factor
+               for epoch, factor in zip(optimizer_config.decay_epochs, factors)})
   if optimizer_config.schedule == 'cosine':
     return optax.cosine_decay_schedule(base, num_epochs * steps_per_epoch)
   return optax.constant_schedule(base)
@@ -356,22 +364,6 @@ class Trainer:
     return {f'{split}_{name}': float(value) for name, value in eval_metrics.compute().items()}
 
 
-def check_workdir(workdir: epath.Path) -> None:
-  """ConfigError unless a local `workdir` is, or can be made, a writable folder (URLs such as
-  gs://... are checked when first written)."""
-  if '://' in os.fspath(workdir):
-    return
-  existing = os.path.abspath(os.fspath(workdir))
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise ConfigError(f'--workdir={workdir} cannot be made: {existing} is a file, not a '
-                      'folder; choose another --workdir.')
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise ConfigError(f'--workdir={workdir} is not writable ({existing} is read-only for this '
-                      'user); choose a folder you can write to.')
-
-
 def _make_workdir(workdir: epath.Path) -> None:
   try:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -490,7 +482,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   mesh = mesh or sharding.make_mesh()
   family, source = validate_config(config, mesh.size)
   workdir = epath.Path(workdir)
-  check_workdir(workdir)
+  checkpoints.check_workdir(workdir)
   _refuse_incompatible_resume(workdir / 'checkpoints', config)
   model = family.build(source.num_classes, families.compute_dtype(config.half_precision))
   teacher = _load_teacher(config, mesh, source.image_shape)

@@ -4,6 +4,9 @@ layers (common, family bases) hold the shared fields."""
 import importlib
 import pathlib
 
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
 import pytest
 
 from configs import common
@@ -78,3 +81,29 @@ def test_paper_configs_keep_the_papers_protocol_and_say_so(name):
   assert _config(name).data.validation_split == 0
   doc = importlib.import_module(f'configs.{name}').__doc__
   assert 'reports the final test accuracy' in doc
+
+
+@pytest.mark.parametrize('cub_name, cifar_name', [('cub_att2', 'cifar100_att2'),
+                                                  ('cub_att3', 'cifar100_att3'),
+                                                  ('cub_vgg', 'cifar100_vgg')])
+def test_cub_networks_hold_their_cifar_run_but_the_classifier(cub_name, cifar_name):
+  # The 5×5 first pool brings 80×80 crops to the 32×32 network's sizes (seed-systems §1.9), so
+  # fine-tuning loads every CIFAR-100 array: same paths and shapes but the 200-way classifier.
+  shapes = []
+  for name in (cub_name, cifar_name):
+    config = _config(name)
+    family, source = train.validate_config(config, num_devices=1)
+    variables, (_, aux) = families.abstract_variables_and_outputs(
+        family.build(source.num_classes, jnp.float32), source.image_shape)
+    shapes.append(flax.traverse_util.flatten_dict(
+        jax.tree.map(lambda x: x.shape, dict(variables)), sep='/'))
+    if name == cub_name:
+      assert source.image_shape == (80, 80, 3)
+      assert [m.shape[1:] for m in aux['attention_maps']] == {
+          'cub_att2': [(16, 16), (8, 8)], 'cub_att3': [(80, 80), (16, 16), (8, 8)],
+          'cub_vgg': []}[cub_name]
+  cub, cifar = shapes
+  assert cub.keys() == cifar.keys()
+  assert {path for path in cub if cub[path] != cifar[path]} == {
+      'params/classifier/kernel', 'params/classifier/bias'}
+  assert cub['params/classifier/bias'] == (200,) and cifar['params/classifier/bias'] == (100,)

@@ -223,6 +223,17 @@ def test_missing_cub_names_its_archives_and_manual_dir_in_one_line(tmp_path):
 
 
 @pytest.mark.usefixtures('offline')
+def test_the_cub_config_without_cub_fails_on_the_data_before_reading_its_source_run(tmp_path):
+  from configs import cub_att2  # pylint: disable=g-import-not-at-top
+  from lpta import train  # pylint: disable=g-import-not-at-top
+  config = cub_att2.get_config()
+  config.data.data_dir, config.init_from.workdir = str(tmp_path / 'tfds'), 'runs/x'
+  with pytest.raises(errors.DataError, match='CUB_200_2011.tgz, segmentations.tgz'):
+    train.train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.usefixtures('offline')
 def test_preparing_without_opencv_says_to_install_it(tmp_path, monkeypatch):
   manual_dir = tmp_path / 'manual'
   manual_dir.mkdir()

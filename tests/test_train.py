@@ -341,6 +341,11 @@ def test_step_and_multistep_schedules():
   multistep = train.learning_rate_schedule(config, steps_per_epoch=10, num_epochs=200)
   assert [float(multistep(s)) for s in (599, 600, 1200, 1600)] == pytest.approx(
       [.1, .02, .004, .0008])
+  # The official CUB schedule (seed-systems §1.10): ×2 at 30 and 60, then ×0.5.
+  config.decay_epochs, config.decay_factors = (30, 60, 90, 120), (2., 2., .5, .5)
+  cub = train.learning_rate_schedule(config, steps_per_epoch=10, num_epochs=320)
+  assert [float(cub(s)) for s in (299, 300, 600, 900, 1200)] == pytest.approx(
+      [.1, .2, .4, .2, .1])
 
 
 def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_gradient():
@@ -393,6 +398,7 @@ def test_undamped_momentum_keeps_optax_sgd_and_its_state():
     ({'optimizer.dampening': 0.9, 'optimizer.nesterov': True}, 'dampening=0.9 needs SGD'),
     ({'optimizer.dampening': 0.9, 'optimizer.name': 'adam'}, 'dampening=0.9 needs SGD'),
     ({'optimizer.dampening': 1.5}, r'a value in \(0, 1\]'),
+    ({'optimizer.decay_factors': (2.,)}, 'decay_factors has 1 factors for 3 decay_epochs'),
     ({'init_from.step': 'last'}, "config.init_from.step='last'"),
     ({'init_from.exclude': (1,)}, 'must be a tuple of module paths'),
 ])

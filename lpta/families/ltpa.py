@@ -4,8 +4,8 @@
   'attention_vgg' (lpta.models.vgg.AttentionVGG): num_levels, compatibility, normalisation,
     projection, score_bias, placement, head, head_preactivation (AttentionVGG's docstring),
     dropout, width, bn_epsilon, junction_gradient_averaging (the official trainer's backward
-    pass, off by default).
-  'vgg' (the baseline VGG-16, lpta.models.vgg.VGG): dropout, width, bn_epsilon.
+    pass, off by default), first_pool_size (2; 5 for 80×80 CUB crops).
+  'vgg' (the baseline VGG-16, lpta.models.vgg.VGG): dropout, width, bn_epsilon, first_pool_size.
   'attention_resnet' (RN-att2, lpta.models.attention_resnet.AttentionResNet): depth (9n+2),
     compatibility, normalisation, projection, score_bias, head, head_preactivation, dropout,
     width, junction_gradient_averaging.
@@ -39,7 +39,8 @@ _MODULES = {
 }
 _RESNETS = ('attention_resnet', 'preact_resnet')
 # Fields added after runs were saved without them, and their value in those runs.
-_ADDED_FIELDS = {'attention_vgg': {'junction_gradient_averaging': False},
+_ADDED_FIELDS = {'attention_vgg': {'junction_gradient_averaging': False, 'first_pool_size': 2},
+                 'vgg': {'first_pool_size': 2},
                  'attention_resnet': {'junction_gradient_averaging': False}}
 _CHOICES = {
     'compatibility': attention.COMPATIBILITIES,
@@ -79,6 +80,10 @@ class LearnToPayAttention(families.Family):
                         '(1.0 is the paper network, 0.25 a narrow one).')
     if config.name in _RESNETS:
       attention_resnet.units_per_stage(config.depth, field='config.model.depth')
+    first_pool_size = config.get('first_pool_size', 2)
+    if not isinstance(first_pool_size, int) or first_pool_size < 1:
+      raise ConfigError(f'config.model.first_pool_size={first_pool_size!r} must be a positive '
+                        'integer (2; 5 for 80×80 CUB crops).')
     if config.name == 'attention_vgg' and config.num_levels not in (0, 1, 2, 3):
       raise ConfigError(f'config.model.num_levels={config.num_levels!r} must be 0 (no '
                         'attention), 1, 2 or 3 (att1, att2, att3).')

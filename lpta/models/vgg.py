@@ -14,7 +14,8 @@ and 13 (32², 16², 8² for a 32×32 input), before or after the max-pool that f
 | 15   | 512      | .4               | pool, flatten, Dropout .5, Dense 512 = g |
 
 Every convolution is 3×3 with bias, then BatchNorm, ReLU and (optionally) dropout. Max-pools are
-2×2 with ceil rounding ('SAME'), so odd sizes such as 28 → 14 → 7 → 4 → 2 → 1 work.
+2×2 with ceil rounding ('SAME'), so odd sizes such as 28 → 14 → 7 → 4 → 2 → 1 work; the first
+one may be larger (`first_pool_size`, 5 for CUB's 80×80 crops).
 """
 
 import functools
@@ -48,9 +49,9 @@ def scale_width(channels: int, width: float) -> int:
   return max(1, int(round(channels * width)))
 
 
-def max_pool(x):
-  """2×2 max-pool, stride 2, ceil rounding. [B, H, W, C] -> [B, ⌈H/2⌉, ⌈W/2⌉, C]."""
-  return nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME')
+def max_pool(x, size: int = 2):
+  """size×size max-pool, stride size, ceil rounding. [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉, C]."""
+  return nn.max_pool(x, (size, size), strides=(size, size), padding='SAME')
 
 
 class ConvBlock(nn.Module):
@@ -85,6 +86,7 @@ class ConvStack(nn.Module):
   width: float = 1.0
   bn_epsilon: float = 1e-5
   average_junctions: bool = False  # average the cotangents where a tapped map branches off
+  first_pool_size: int = 2  # side and stride of the first max-pool; the others are 2
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -93,12 +95,15 @@ class ConvStack(nn.Module):
         ConvBlock(scale_width(channels, self.width), rate if self.dropout else 0.,
                   self.bn_epsilon, self.dtype, name=f'conv{index}'), train=train)
               for index, (channels, rate) in enumerate(self.convs, start=1)]
-    return run_stack(blocks, x, self.pools_after, self.taps, self.tap_after_pool, max_pool,
+    first = min(self.pools_after)
+    pool = lambda features, index: max_pool(features,
+                                            self.first_pool_size if index == first else 2)
+    return run_stack(blocks, x, self.pools_after, self.taps, self.tap_after_pool, pool,
                      junction(self.average_junctions))
 
 
 def run_stack(blocks, x, pools_after, taps, tap_after_pool: bool, pool, branch=lambda x: (x, x)):
-  """Applies conv blocks 1, 2, ... in turn, `pool` after those in `pools_after`; returns the
+  """Applies conv blocks 1, 2, ... in turn, `pool(x, index)` after those in `pools_after`; returns the
   final features and {conv index: its output before or after that pool} for the `taps`. At a
   tap, `branch(x)` gives (what the stack goes on with, what is tapped): the same array, or two
   whose cotangents are averaged (`junction_gradient_averaging`). Framework-free: the PyTorch
@@ -109,7 +114,7 @@ def run_stack(blocks, x, pools_after, taps, tap_after_pool: bool, pool, branch=l
     if index in taps and not tap_after_pool:
       x, tapped[index] = branch(x)
     if index in pools_after:
-      x = pool(x)
+      x = pool(x, index)
     if index in taps and tap_after_pool:
       x, tapped[index] = branch(x)
   return x, tapped
@@ -183,6 +188,9 @@ class AttentionVGG(nn.Module):
     junction_gradient_averaging: backpropagate as the official Torch trainer does (seed-systems
       §1.11): the cotangent of g is the mean over the attention modules, that of each tapped
       local feature map ½·(next block's + its attention module's). The forward pass is the same.
+    first_pool_size: side and stride of the max-pool after conv 7 (2; 5 for CUB's 80×80 crops,
+      as in the official CUB network, so that conv 8 onwards sees the 32×32 network's sizes:
+      80 → 16 → 8 → 4 → 2 → 1).
     dtype: computation dtype; parameters are always float32.
   """
   num_classes: int
@@ -198,6 +206,7 @@ class AttentionVGG(nn.Module):
   width: float = 1.0
   bn_epsilon: float = 1e-3
   junction_gradient_averaging: bool = False
+  first_pool_size: int = 2
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -212,7 +221,7 @@ class AttentionVGG(nn.Module):
         VGG16_CONVS + EXTRA_CONVS, ATTENTION_POOLS_AFTER, taps,
         tap_after_pool=self.placement == 'after', dropout=self.dropout, width=self.width,
         bn_epsilon=self.bn_epsilon, average_junctions=self.junction_gradient_averaging,
-        dtype=self.dtype, name='backbone')(
+        first_pool_size=self.first_pool_size, dtype=self.dtype, name='backbone')(
             images.astype(self.dtype), train=train)
     flat = features.reshape(features.shape[0], -1)
     if self.dropout:
@@ -227,18 +236,21 @@ class VGG(nn.Module):
   """The baseline VGG-16 of the paper's tables (cifar.torch's vgg_bn_drop): all five pools,
   then Dropout .5 → Dense 512 → BN → ReLU → Dropout .5 → Dense num_classes.
 
-  Same call signature as AttentionVGG; aux holds empty attention tuples.
+  Same call signature as AttentionVGG; aux holds empty attention tuples. `first_pool_size`: side
+  and stride of the pool after conv 2 (5 for 80×80 CUB crops: 80 → 16 → 8 → 4 → 2 → 1).
   """
   num_classes: int
   dropout: bool = True
   width: float = 1.0
   bn_epsilon: float = 1e-3
+  first_pool_size: int = 2
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, images, *, train: bool):
     features, _ = ConvStack(VGG16_CONVS, BASELINE_POOLS_AFTER, dropout=self.dropout,
-                            width=self.width, bn_epsilon=self.bn_epsilon, dtype=self.dtype,
+                            width=self.width, bn_epsilon=self.bn_epsilon,
+                            first_pool_size=self.first_pool_size, dtype=self.dtype,
                             name='backbone')(images.astype(self.dtype), train=train)
     rate = .5 if self.dropout else 0.
     hidden = nn.Dropout(rate, deterministic=not train)(features.reshape(features.shape[0], -1))
