@@ -37,7 +37,9 @@ def imagenet_recipe(depth: int) -> ml_collections.ConfigDict:
   config = common.get_config()
   config.data.name = 'imagenet2012'
   config.data.random_crop_padding = 0
-  config.model = ml_collections.ConfigDict(dict(name='resnet', depth=depth))
+  # preactivation: the torchvision layout (False), or pre-activation blocks (True: the network
+  # of AT's released resnet-18-at-export.pth, python -m lpta.import_weights).
+  config.model = ml_collections.ConfigDict(dict(name='resnet', depth=depth, preactivation=False))
   config.optimizer.weight_decay = 1e-4
   config.optimizer.schedule = 'multistep'
   config.optimizer.decay_factor = 0.1

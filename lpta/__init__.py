@@ -6,9 +6,15 @@ sharded train loop. See README.md. `lpta.load_run(workdir)` loads a trained run 
 main.py can start itself again under tcmalloc first (lpta.allocator).
 """
 
+import os
+
 from lpta import xla_cpu
 
 xla_cpu.configure()
+# On Intel CPUs TensorFlow announces its oneDNN kernels with two lines on stderr when it is
+# imported, which would break the one-line error messages. lpta runs no TensorFlow math (TF reads
+# data and writes TensorBoard events), so the kernels are turned off unless the user chose.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 
 def __getattr__(name):

@@ -20,6 +20,7 @@ or an interrupted run) are kept only while they are among the newest.
 
 import json
 import math
+import os
 from typing import Any, Mapping
 
 from absl import logging
@@ -30,7 +31,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from lpta.data import preprocessing
-from lpta.errors import CheckpointError
+from lpta.errors import CheckpointError, ConfigError
 
 TRAIN_STATE_ITEMS = ('params', 'batch_stats', 'opt_state')
 JSON_ITEMS = ('progress', 'config', 'dataset')
@@ -44,7 +45,25 @@ RESUMABLE_CHANGES = ('eval_batch_size', 'eval_every_epochs', 'log_every_steps',
 # run restores its own).
 RESUMABLE_PREFIXES = ('evals.', 'init_from.')
 # Fields added after runs were saved without them: a config that lacks one has this value.
-ADDED_FIELDS = {'optimizer.dampening': 0., 'model.junction_gradient_averaging': False}
+ADDED_FIELDS = {'optimizer.dampening': 0., 'optimizer.decay_factors': [],
+                'model.junction_gradient_averaging': False, 'model.first_pool_size': 2,
+                'model.preactivation': False}
+
+
+def check_workdir(workdir: epath.Path) -> None:
+  """ConfigError unless a local `workdir` is, or can be made, a writable folder (URLs such as
+  gs://... are checked when first written)."""
+  if '://' in os.fspath(workdir):
+    return
+  existing = os.path.abspath(os.fspath(workdir))
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ConfigError(f'--workdir={workdir} cannot be made: {existing} is a file, not a '
+                      'folder; choose another --workdir.')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f'--workdir={workdir} is not writable ({existing} is read-only for this '
+                      'user); choose a folder you can write to.')
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

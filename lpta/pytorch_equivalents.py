@@ -251,6 +251,11 @@ def build(model: ml_collections.ConfigDict, image_shape, num_classes: int) -> nn
   if model.name not in NETWORKS:
     raise ConfigError(f'config.model.name={model.name!r} has no PyTorch twin; '
                       f'--against=pytorch knows {", ".join(NETWORKS)}.')
+  if (model.get('preactivation') or model.get('junction_gradient_averaging')
+      or model.get('first_pool_size', 2) != 2):
+    raise ConfigError('config.model.preactivation, junction_gradient_averaging and '
+                      'first_pool_size have no PyTorch twin; --against=pytorch knows their '
+                      'defaults (False, False, 2).')
   if model.name == 'resnet' and model.depth in flax_resnet.RESNET_BOTTLENECK_DEPTHS:
     raise ConfigError(f'config.model.depth={model.depth} (bottleneck blocks) has no PyTorch twin; '
                       '--against=pytorch knows ResNet-18 and ResNet-34.')

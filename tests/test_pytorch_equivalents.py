@@ -128,6 +128,12 @@ def test_a_network_without_a_twin_is_a_config_error():
   resnet50.depth = 50
   with pytest.raises(ConfigError, match='depth=50 .bottleneck blocks. has no PyTorch twin'):
     pytorch_equivalents.build(resnet50, (224, 224, 3), 1000)
+  for field, value in [('junction_gradient_averaging', True), ('first_pool_size', 5)]:
+    variant = quickstart.get_config().model
+    variant[field] = value
+    with pytest.raises(ConfigError, match='junction_gradient_averaging and first_pool_size have '
+                                          'no PyTorch twin'):
+      pytorch_equivalents.build(variant, (28, 28, 1), 10)
 
 
 @pytest.mark.parametrize('overrides, message', [

@@ -1,4 +1,5 @@
-"""Wide and ImageNet ResNets: parameter counts, group activation shapes, registry, BatchNorm."""
+"""Wide and ImageNet ResNets: parameter counts, group activation shapes, registry, BatchNorm,
+pre-activation blocks."""
 
 import functools
 
@@ -54,6 +55,32 @@ def test_imagenet_resnet_parameter_counts_equal_torchvision(depth, expected):
   assert _count(model, image_shape=(224, 224, 3)) == expected
 
 
+def _preactivation_resnet_count_from_blocks(stage_sizes, num_classes):
+  """Parameters of the pre-activation ImageNet ResNet summed layer by layer (lpta.models.resnet's
+  table, resnet-18-at-export.ipynb's tensors): BatchNorms have a scale and a shift, convs no
+  bias."""
+  total = 7 * 7 * 3 * 64 + 2 * 64  # stem conv 7×7, 3 → 64; its BN
+  previous = 64
+  for group, (num_blocks, width) in enumerate(zip(stage_sizes, resnet.RESNET_GROUP_WIDTHS)):
+    for block in range(num_blocks):
+      in_channels = previous if block == 0 else width
+      total += 2 * in_channels if group or block else 0  # pre-activation BN (group0.block0: none)
+      total += 9 * in_channels * width + 2 * width + 9 * width * width  # conv, BN, conv
+      total += in_channels * width if group and not block else 0  # 1×1 stride-2 shortcut
+    previous = width
+  return total + 2 * previous + previous * num_classes + num_classes  # head BN, Dense
+
+
+@pytest.mark.parametrize('depth, expected', [(18, 11_687_720), (34, 21_795_880)])
+def test_preactivation_resnet_parameter_counts_match_the_layer_table(depth, expected):
+  """11,687,720 is the total resnet-18-at-export.ipynb prints for the AT student."""
+  stage_sizes = resnet.RESNET_STAGE_SIZES[depth]
+  assert _preactivation_resnet_count_from_blocks(stage_sizes, 1000) == expected
+  model = families.create_model(
+      ml_collections.ConfigDict({'name': 'resnet', 'depth': depth, 'preactivation': True}), 1000)
+  assert _count(model, image_shape=(224, 224, 3)) == expected
+
+
 def test_resnet50_bottlenecks_quadruple_the_group_widths_and_a_stride_one_stem_keeps_96_pixels():
   model = resnet.ResNet(resnet.RESNET_STAGE_SIZES[50], 120, bottleneck=True, stem_kernel_size=5,
                         stem_stride=1)
@@ -90,6 +117,65 @@ def test_resnet18_group_activations_on_imagenet_inputs():
   assert set(aux) == {'group_activations'}
 
 
+def _block_output(block, params, pixels):
+  """A block with hand-set parameters and identity BatchNorm statistics applied to a [1, 1, W, 1]
+  row of `pixels`; returns [W, features]."""
+  stats = {name: {'mean': jnp.zeros_like(bn['bias']), 'var': jnp.ones_like(bn['bias']) - 1e-5}
+           for name, bn in params.items() if name.startswith('bn')}
+  x = jnp.asarray(pixels, jnp.float32).reshape(1, 1, -1, 1)
+  return np.asarray(block.apply({'params': params, 'batch_stats': stats}, x, train=False))[0, 0]
+
+
+def _centre(*weights):
+  """A 3×3 kernel [3, 3, 1, len(weights)] that is `weights` at its centre, 0 elsewhere: a
+  per-pixel scaling."""
+  kernel = np.zeros((3, 3, 1, len(weights)), np.float32)
+  kernel[1, 1, 0] = weights
+  return jnp.asarray(kernel)
+
+
+def test_preactivation_blocks_activate_their_input_and_add_it_raw():
+  """By hand, per pixel x, with bn0 = x − 1 (scale 1, shift −1), conv0 = ×3, bn1 the identity,
+  conv1 = ×1: z = 3·ReLU(ReLU(x − 1)) = 3·ReLU(x − 1), out = z + x, with no ReLU after the sum.
+  A post-activation block would give ReLU(…) ≥ 0 at x = −2."""
+  pixels = [-2., .5, 3.]
+  bn = lambda shift, channels=1: {'scale': jnp.ones(channels), 'bias': jnp.full(channels, shift)}
+  params = {'bn0': bn(-1.), 'conv0': {'kernel': _centre(3.)}, 'bn1': bn(0.),
+            'conv1': {'kernel': _centre(1.)}}
+  out = _block_output(resnet.PreActivationBlock(1, 1), params, pixels)
+  np.testing.assert_allclose(out[:, 0], [-2., .5, 3 * 2 + 3.], rtol=1e-6)
+  # activated_input (the ImageNet stem's output): no bn0, o1 = x, so out = 3·ReLU(x) + x.
+  del params['bn0']
+  out = _block_output(resnet.PreActivationBlock(1, 1, activated_input=True), params, pixels)
+  np.testing.assert_allclose(out[:, 0], [-2., .5 * 3 + .5, 3 * 3 + 3.], rtol=1e-6)
+  # Where the channels change, the 1×1 shortcut (weights 1 and 2) reads o1 = ReLU(x − 1), not
+  # x; conv1 = 0 leaves it alone: out = (1, 2)·ReLU(x − 1).
+  params = {'bn0': bn(-1.), 'conv0': {'kernel': _centre(1., 1.)}, 'bn1': bn(0., 2),
+            'conv1': {'kernel': jnp.zeros((3, 3, 2, 2))},
+            'shortcut': {'kernel': jnp.asarray([[[[1., 2.]]]])}}
+  out = _block_output(resnet.PreActivationBlock(2, 1), params, pixels)
+  np.testing.assert_allclose(out, [[0., 0.], [0., 0.], [2., 4.]], rtol=1e-6)
+
+
+def test_preactivation_resnet_uses_preactivation_blocks_and_a_bn_relu_head():
+  model = resnet.ResNet(resnet.RESNET_STAGE_SIZES[18], 10, preactivation=True)
+  images = jnp.asarray(np.random.default_rng(0).standard_normal((2, 32, 32, 3)), jnp.float32)
+  # An 'rbg' key: threefry initialisation takes tens of seconds to compile on a CPU.
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(0, impl='rbg'), images)
+  params = variables['params']
+  assert sorted(params['group0_block0']) == ['bn1', 'conv0', 'conv1']  # the stem's BN → ReLU
+  assert sorted(params['group1_block0']) == ['bn0', 'bn1', 'conv0', 'conv1', 'shortcut']
+  assert params['group1_block0']['shortcut']['kernel'].shape == (1, 1, 64, 128)
+  assert sorted(params['group1_block1']) == ['bn0', 'bn1', 'conv0', 'conv1']
+  assert params['head_bn']['scale'].shape == (512,)
+  _, aux = model.apply(variables, images, train=False)
+  # Group outputs are residual sums before any ReLU: negative somewhere, unlike post-activation.
+  assert [a.shape for a in aux['group_activations']] == [
+      (2, 8, 8, 64), (2, 4, 4, 128), (2, 2, 2, 256), (2, 1, 1, 512)]
+  assert all(float(a.min()) < 0 for a in aux['group_activations'])
+
+
 def test_wrn_shortcut_convolutions_only_where_channels_change():
   variables, _ = _shapes(resnet.WideResNet(16, 1, 10), (32, 32, 3))
   params = variables['params']
@@ -122,6 +208,10 @@ def test_registry_builds_both_networks_in_half_precision():
     (dict(name='wrn', depth=16, widen_factor=0.05), r'config\.model\.widen_factor=0\.05'),
     (dict(name='resnet', depth=101), r'config\.model\.depth=101 .*18, 34, 50'),
     (dict(name='wrn', depth=16), r'needs config\.model\.widen_factor'),
+    (dict(name='resnet', depth=50, preactivation=True),
+     r'config\.model\.preactivation=True is for the basic-block ResNet-18 and ResNet-34'),
+    (dict(name='resnet', depth=18, preactivation='yes'),
+     r"config\.model\.preactivation='yes' must be True"),
 ])
 def test_bad_resnet_configs_are_refused(fields, message):
   with pytest.raises(ConfigError, match=message):

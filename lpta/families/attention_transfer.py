@@ -2,7 +2,9 @@
 
 `config.model` fields, by `name`:
   'wrn' (CIFAR WRN-d-k, lpta.models.resnet.WideResNet): depth (6n+4), widen_factor.
-  'resnet' (ImageNet ResNet, lpta.models.resnet.ResNet): depth (18, 34 or 50).
+  'resnet' (ImageNet ResNet, lpta.models.resnet.ResNet): depth (18, 34 or 50); preactivation
+    (optional, False if absent: torchvision's post-activation blocks; True: the pre-activation
+    ResNet-18/34 of the AT export, python -m lpta.import_weights).
 Attention is transferred at the group outputs. The figure shows the activation attention map
 Q = Σ_c |A_c|² of each group output (lpta.losses.activation_attention_map), min-max scaled per
 image, next to the teacher's when there is one.
@@ -15,6 +17,8 @@ from lpta.errors import ConfigError
 from lpta.models import resnet
 
 _FIELDS = {'wrn': ('depth', 'widen_factor'), 'resnet': ('depth',)}
+# Optional fields, added after runs were saved without them, and their value in those runs.
+_ADDED_FIELDS = {'resnet': {'preactivation': False}}
 
 
 @families.register
@@ -29,9 +33,18 @@ class AttentionTransferNetworks(families.Family):
     if config.name == 'wrn':
       resnet.wrn_blocks_per_group(config.depth, field='config.model.depth')
       resnet.wrn_group_widths(config.widen_factor, field='config.model.widen_factor')
-    elif config.depth not in resnet.RESNET_STAGE_SIZES:
-      raise ConfigError(f'config.model.depth={config.depth!r} is not an ImageNet ResNet '
-                        f'depth; use one of {", ".join(map(str, resnet.RESNET_STAGE_SIZES))}.')
+    else:
+      if config.depth not in resnet.RESNET_STAGE_SIZES:
+        raise ConfigError(f'config.model.depth={config.depth!r} is not an ImageNet ResNet '
+                          f'depth; use one of {", ".join(map(str, resnet.RESNET_STAGE_SIZES))}.')
+      resnet.check_preactivation(self._added_fields()['preactivation'],
+                                 config.depth in resnet.RESNET_BOTTLENECK_DEPTHS,
+                                 field='config.model.preactivation')
+
+  def _added_fields(self) -> dict[str, object]:
+    """The optional fields of `config.model`, their defaults where it lacks them."""
+    return {field: self.model_config.get(field, default)
+            for field, default in _ADDED_FIELDS.get(self.model_config.name, {}).items()}
 
   def build(self, num_classes, dtype):
     config = self.model_config
@@ -40,7 +53,8 @@ class AttentionTransferNetworks(families.Family):
                                num_classes=num_classes, dtype=dtype)
     return resnet.ResNet(stage_sizes=resnet.RESNET_STAGE_SIZES[config.depth],
                          num_classes=num_classes,
-                         bottleneck=config.depth in resnet.RESNET_BOTTLENECK_DEPTHS, dtype=dtype)
+                         bottleneck=config.depth in resnet.RESNET_BOTTLENECK_DEPTHS,
+                         dtype=dtype, **self._added_fields())
 
   def transfer_points(self, aux):
     return tuple(aux['group_activations'])

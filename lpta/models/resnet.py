@@ -11,6 +11,23 @@ bottleneck blocks (1×1, 3×3 with the stride, 1×1 to 4× the width: torchvisio
 stem's kernel and stride are attributes: the fine-grained glimpse model's trunk uses a 5×5
 stride-1 stem for 96×96 glimpses (seed-systems §3.2).
 
+ResNet(preactivation=True) is the pre-activation ImageNet ResNet-18/34 of the AT paper's
+released ResNet-18 student (functional-zoo's resnet-18-at-export, trained in fb.resnet.torch;
+§2.8): the same stem, basic PreActivationBlocks (the WRN's), and BN → ReLU before the pool and
+Dense. The stem's BN → ReLU (then the max-pool) is the first block's pre-activation, so
+group0_block0 has no BN of its own. For a 224² image:
+
+  stem            conv 7×7/2, 3 → 64, BN, ReLU, max-pool 3×3/2     [B, 56, 56, 64]
+  group0 (×n0)    ReLU(BN(x)) → conv 3×3 → ReLU(BN) → conv 3×3, + x [B, 56, 56, 64]
+                  (block 0: x itself is the input of conv0, no BN)
+  group1..3       block 0: o1 = ReLU(BN(x)); conv 3×3/2 on o1; ReLU(BN); conv 3×3;
+                  + conv 1×1/2 (shortcut) on o1;  blocks 1..: as in group 0
+                                  [B, 28, 28, 128], [B, 14, 14, 256], [B, 7, 7, 512]
+  head            BN, ReLU, global average pool, Dense              [B, num_classes]
+
+with n = (2, 2, 2, 2) blocks per group for ResNet-18 (11,687,720 parameters at 1000 classes:
+BatchNorm scale and shift, no conv biases), (3, 4, 6, 3) for ResNet-34.
+
 Attention is transferred at the group outputs, returned as aux['group_activations']. Convolutions
 have no bias and pad like PyTorch (k // 2 on each side, also for stride 2). Initialisation follows
 the AT code for both networks: convolutions and the classifier kaiming-normal over fan-in,
@@ -54,6 +71,17 @@ def wrn_group_widths(widen_factor: float, field: str = 'widen_factor') -> tuple[
   return tuple(int(width * widen_factor) for width in WRN_GROUP_WIDTHS)
 
 
+def check_preactivation(preactivation, bottleneck: bool, field: str = 'preactivation') -> None:
+  """ConfigError naming `field` unless `preactivation` is a bool, and False for bottleneck
+  blocks (lpta's are post-activation only)."""
+  if not isinstance(preactivation, bool):
+    raise ConfigError(f'{field}={preactivation!r} must be True (pre-activation blocks) or False '
+                      '(post-activation, torchvision\'s layout).')
+  if preactivation and bottleneck:
+    raise ConfigError(f'{field}=True is for the basic-block ResNet-18 and ResNet-34; the '
+                      'bottleneck ResNet-50 is post-activation only.')
+
+
 def conv(features: int, kernel_size: int, stride: int, dtype, name: str) -> nn.Conv:
   """k×k convolution without bias, PyTorch padding k // 2: [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉, F]."""
   return nn.Conv(features, (kernel_size, kernel_size), strides=stride, padding=kernel_size // 2,
@@ -74,18 +102,22 @@ def classifier(features, num_classes: int, dtype):
 
 
 class PreActivationBlock(nn.Module):
-  """WRN basic block: [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉, features].
+  """WRN basic block (also the pre-activation ResNet's): [B, H, W, C] -> [B, ⌈H/s⌉, ⌈W/s⌉,
+  features].
 
   o1 = ReLU(BN(x)); y = conv3×3(o1, stride s); o2 = ReLU(BN(y)); z = conv3×3(o2);
   out = z + conv1×1(o1, stride s) where the shape changes, else z + x. No dropout.
+  With `activated_input` (x is already BN → ReLU-activated: the ImageNet stem's output) o1 = x
+  and the block has no first BN (bn0).
   """
   features: int
   stride: int
   dtype: jnp.dtype = jnp.float32
+  activated_input: bool = False
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    o1 = nn.relu(batch_norm(train, self.dtype, 'bn0')(x))
+    o1 = x if self.activated_input else nn.relu(batch_norm(train, self.dtype, 'bn0')(x))
     y = conv(self.features, 3, self.stride, self.dtype, 'conv0')(o1)
     o2 = nn.relu(batch_norm(train, self.dtype, 'bn1')(y))
     z = conv(self.features, 3, 1, self.dtype, 'conv1')(o2)
@@ -175,20 +207,25 @@ class WideResNet(nn.Module):
 
 
 class ResNet(nn.Module):
-  """ImageNet ResNet with post-activation blocks (torchvision's ResNet-18/34/50 layout).
+  """ImageNet ResNet: torchvision's post-activation ResNet-18/34/50 or the pre-activation
+  ResNet-18/34 of the AT export (the module docstring's table).
 
   Attributes:
     stage_sizes: blocks per group: (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34 and
       ResNet-50 (RESNET_STAGE_SIZES).
     num_classes: size of the logits; None for a trunk without the classifier, whose output is
-      the last group's feature map instead of the logits.
+      the last group's feature map (after the head's BN → ReLU when pre-activated) instead of
+      the logits.
     bottleneck: bottleneck blocks (ResNet-50) instead of basic blocks.
+    preactivation: pre-activation basic blocks (PreActivationBlock) and a BN → ReLU head
+      instead of post-activation blocks; not with bottleneck.
     stem_kernel_size, stem_stride: of the first convolution (7 and 2 for ImageNet).
     dtype: computation dtype; parameters are always float32.
   """
   stage_sizes: Sequence[int]
   num_classes: int | None
   bottleneck: bool = False
+  preactivation: bool = False
   stem_kernel_size: int = 7
   stem_stride: int = 2
   dtype: jnp.dtype = jnp.float32
@@ -197,10 +234,11 @@ class ResNet(nn.Module):
   def __call__(self, images, *, train: bool):
     """[B, H, W, C] images -> (logits [B, num_classes], aux).
 
-    aux: 'group_activations', the group outputs (after each group's last ReLU), [B, H/4, W/4, 64],
-    [B, H/8, W/8, 128], ... (56², 28², 14², 7² for 224² inputs; 4× the channels with
-    bottlenecks).
+    aux: 'group_activations', the group outputs, [B, H/4, W/4, 64], [B, H/8, W/8, 128], ...
+    (56², 28², 14², 7² for 224² inputs; 4× the channels with bottlenecks): after each group's
+    last ReLU (post-activation), or its last residual sum before any BN (pre-activation).
     """
+    check_preactivation(self.preactivation, self.bottleneck)
     x = conv(RESNET_STEM_WIDTH, self.stem_kernel_size, self.stem_stride, self.dtype, 'stem')(
         images.astype(self.dtype))
     x = nn.relu(batch_norm(train, self.dtype, 'stem_bn')(x))
@@ -209,10 +247,16 @@ class ResNet(nn.Module):
     for group, (num_blocks, width) in enumerate(zip(self.stage_sizes, RESNET_GROUP_WIDTHS)):
       for block in range(num_blocks):
         stride = 2 if group > 0 and block == 0 else 1
-        block_class = BottleneckBlock if self.bottleneck else PostActivationBlock
-        x = block_class(width, stride, self.dtype,
-                        name=f'group{group}_block{block}')(x, train=train)
+        name = f'group{group}_block{block}'
+        if self.preactivation:  # the stem's BN → ReLU pre-activates the first block
+          x = PreActivationBlock(width, stride, self.dtype, activated_input=not (group or block),
+                                 name=name)(x, train=train)
+        else:
+          block_class = BottleneckBlock if self.bottleneck else PostActivationBlock
+          x = block_class(width, stride, self.dtype, name=name)(x, train=train)
       group_activations.append(x)
+    if self.preactivation:
+      x = nn.relu(batch_norm(train, self.dtype, 'head_bn')(x))
     aux = {'group_activations': tuple(group_activations)}
     if self.num_classes is None:
       return x, aux
