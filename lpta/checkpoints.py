@@ -45,7 +45,8 @@ RESUMABLE_CHANGES = ('eval_batch_size', 'eval_every_epochs', 'log_every_steps',
 # run restores its own).
 RESUMABLE_PREFIXES = ('evals.', 'init_from.')
 # Fields added after runs were saved without them: a config that lacks one has this value.
-ADDED_FIELDS = {'optimizer.dampening': 0., 'optimizer.decay_factors': [],
+# The families read their config.model entries from here too (lpta.families.added_fields).
+ADDED_FIELDS = {'data.crop_to_box': True, 'optimizer.dampening': 0., 'optimizer.decay_factors': [],
                 'model.junction_gradient_averaging': False, 'model.first_pool_size': 2,
                 'model.preactivation': False}
 

@@ -57,7 +57,7 @@ class Report:
 def validate(init_from: ml_collections.ConfigDict) -> None:
   """ConfigError for a bad `config.init_from` value."""
   step = init_from.step
-  if not (step in ('latest', 'best') or (isinstance(step, int) and step >= 0)):
+  if not (step in ('latest', 'best') or str(step).isdigit()):
     raise ConfigError(f"config.init_from.step={step!r} must be 'latest', 'best' or a step "
                       'number.')
   exclude = init_from.exclude
@@ -79,6 +79,7 @@ def initialise_from(init_from: ml_collections.ConfigDict, variables: Mapping[str
   source = runs.load_run(init_from.workdir, init_from.step, mesh)
   class_dependent = _class_dependent_paths(family, num_classes, image_shape)
   excluded = tuple(path.strip('/') for path in init_from.exclude)
+  _refuse_unmatched(excluded, variables)
   loaded, reinitialised, unused, merged = [], [], [], {}
   for collection in COLLECTIONS:
     if collection not in variables:
@@ -88,7 +89,7 @@ def initialise_from(init_from: ml_collections.ConfigDict, variables: Mapping[str
     unused += [f'{collection}/{path}' for path in old if path not in new]
     for path, array in new.items():
       name = f'{collection}/{path}'
-      if path not in old or any(path == e or path.startswith(e + '/') for e in excluded):
+      if path not in old or any(_is_under(path, module) for module in excluded):
         reinitialised.append(name)
       elif old[path].shape == array.shape:
         new[path] = old[path]
@@ -110,6 +111,22 @@ def initialise_from(init_from: ml_collections.ConfigDict, variables: Mapping[str
   for line in report.lines():
     logging.info('%s', line)
   return merged, report
+
+
+def _is_under(path: str, module: str) -> bool:
+  return path == module or path.startswith(module + '/')
+
+
+def _refuse_unmatched(excluded: Sequence[str], variables: Mapping[str, Any]) -> None:
+  """ConfigError for an `init_from.exclude` entry that names no module of the new model."""
+  paths = [path for collection in variables
+           for path in flax.traverse_util.flatten_dict(dict(variables[collection]), sep='/')]
+  unmatched = [module for module in excluded if not any(_is_under(p, module) for p in paths)]
+  if unmatched:
+    top = sorted({path.split('/')[0] for path in paths})
+    raise ConfigError(f'config.init_from.exclude names {", ".join(map(repr, unmatched))}, which '
+                      f'is no module of this model; use paths under {", ".join(top)} (without '
+                      "'params/'), e.g. 'global'.")
 
 
 def _class_dependent_paths(family: families.Family, num_classes: int,

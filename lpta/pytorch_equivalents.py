@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lpta import checkpoints
 from lpta.errors import ConfigError
 from lpta.models import resnet as flax_resnet
 from lpta.models import vgg as flax_vgg
@@ -251,8 +252,8 @@ def build(model: ml_collections.ConfigDict, image_shape, num_classes: int) -> nn
   if model.name not in NETWORKS:
     raise ConfigError(f'config.model.name={model.name!r} has no PyTorch twin; '
                       f'--against=pytorch knows {", ".join(NETWORKS)}.')
-  if (model.get('preactivation') or model.get('junction_gradient_averaging')
-      or model.get('first_pool_size', 2) != 2):
+  if any(model.get(field[len('model.'):], default) != default
+         for field, default in checkpoints.ADDED_FIELDS.items() if field.startswith('model.')):
     raise ConfigError('config.model.preactivation, junction_gradient_averaging and '
                       'first_pool_size have no PyTorch twin; --against=pytorch knows their '
                       'defaults (False, False, 2).')

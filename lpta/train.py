@@ -132,6 +132,9 @@ def validate_config(config: ml_collections.ConfigDict,
   if not 0 <= optimizer.momentum < 1 or optimizer.weight_decay < 0:
     raise ConfigError('config.optimizer.momentum must lie in [0, 1) and '
                       'config.optimizer.weight_decay must be >= 0.')
+  if optimizer.decay_factors and optimizer.schedule != 'multistep':
+    raise ConfigError(f'config.optimizer.decay_factors is used by the multistep schedule only, '
+                      f'not {optimizer.schedule!r}; set it to () or the schedule to multistep.')
   if optimizer.decay_factors and len(optimizer.decay_factors) != len(optimizer.decay_epochs):
     raise ConfigError(
         f'config.optimizer.decay_factors has {len(optimizer.decay_factors)} factors for '
@@ -195,8 +198,9 @@ class DampedMomentumState(NamedTuple):
 def damped_momentum(momentum: float, dampening: float) -> optax.GradientTransformation:
   """Torch7's (and PyTorch's) SGD momentum with dampening d: v_1 = g_1, then
   v_t = μ·v_{t−1} + (1 − d)·g_t; the update is v_t (scaled by −lr after it). Torch7's optim.sgd
-  defaults d to μ, so the official LTPA runs (μ = d = 0.9, lr 1) average the gradient and step
-  about lr/10 · g_avg: with d = 0 this is optax.sgd's momentum."""
+  defaults d to μ, so in the official LTPA runs (μ = d = 0.9, lr 1) v settles at the running
+  average of the gradient and the step at lr · g_avg, as undamped SGD at lr/10 would take. With
+  d = 0 this is optax.sgd's momentum."""
 
   def init(params):
     return DampedMomentumState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
@@ -500,7 +504,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   optimizer = create_optimizer(config.optimizer, schedule,
                                family.frozen_parameters(abstract_params))
   state = create_train_state(init_rng, model, optimizer, source.image_shape, mesh, family)
-  state = _with_pretrained_variables(state, family.pretrained_variables(mesh))
+  pretrained = family.pretrained_variables(mesh)
+  if pretrained is not None and config.init_from.workdir:
+    raise ConfigError(f'config.init_from.workdir and the pretrained modules of '
+                      f'{config.model.name} (e.g. model.trunk_workdir) would both set '
+                      'parameters; use one of them.')
+  state = _with_pretrained_variables(state, pretrained)
   logging.info('Model %s (%s family): %s trainable parameters; %d steps of %d images (%d per '
                'epoch).', config.model.name, family.name,
                f'{families.count_parameters(state.params):,}', num_train_steps,

@@ -196,6 +196,8 @@ def _model_config(name, **fields):
     ('attention_resnet', dict(compatibility='cosine'), r'config\.model\.compatibility'),
     ('attention_resnet', dict(head='sum'), r'config\.model\.head'),
     ('preact_resnet', dict(width=0.), r'config\.model\.width'),
+    ('attention_resnet', dict(first_pool_size=5), 'first_pool_size=5 applies to the VGGs'),
+    ('preact_resnet', dict(junction_gradient_averaging=True), 'preact_resnet here has none'),
 ])
 def test_bad_resnet_configs_are_refused_naming_the_field(name, fields, message):
   with pytest.raises(ConfigError, match=message):

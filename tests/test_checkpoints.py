@@ -1,7 +1,9 @@
 """Checkpoint bookkeeping: best by validation accuracy (never test), kept across resumes; which
 config changes a resumed run may make."""
 
+import importlib
 import json
+import pathlib
 import types
 
 import jax.numpy as jnp
@@ -102,3 +104,32 @@ def test_a_saved_config_without_a_field_added_later_has_its_old_value():
   assert checkpoints.describe_config_change(
       saved_json, tiny_config(**{'optimizer.dampening': 0.9})) == (
           'config.optimizer.dampening is 0.0 in the checkpoint and 0.9 now')
+
+
+# Configs as lpta wrote them before the fields of checkpoints.ADDED_FIELDS existed (generated
+# from commit 4fa7def's configs/).
+SAVED_BEFORE_NEW_FIELDS = json.loads(
+    (pathlib.Path(__file__).parent / 'data' / 'configs_before_fine_tuning.json').read_text())
+
+
+@pytest.mark.parametrize('name', ['quickstart', 'cifar100_att3', 'cifar100_vgg',
+                                  'imagenet_resnet18_at', 'fashion_mnist_at'])
+def test_runs_saved_before_fields_were_added_still_resume(name):
+  config = importlib.import_module(f'configs.{name}').get_config()
+  assert checkpoints.describe_config_change(SAVED_BEFORE_NEW_FIELDS[name], config) is None
+
+
+def test_a_real_change_of_default_is_still_refused():
+  # RAM's first location became the policy's ('learned') after those runs were saved.
+  config = importlib.import_module('configs.translated_fashion_mnist_ram').get_config()
+  assert checkpoints.describe_config_change(
+      SAVED_BEFORE_NEW_FIELDS['translated_fashion_mnist_ram'], config) == (
+          "config.model.initial_location is 'random' in the checkpoint and 'learned' now")
+
+
+def test_added_fields_have_the_defaults_of_the_configs_that_define_them():
+  from configs import common, imagenet_resnet, ltpa  # pylint: disable=g-import-not-at-top
+  defined = {}
+  for config in (common.get_config(), ltpa.get_config(), imagenet_resnet.get_config()):
+    defined.update(checkpoints._flatten(json.loads(config.to_json_best_effort())))  # pylint: disable=protected-access
+  assert {field: defined[field] for field in checkpoints.ADDED_FIELDS} == checkpoints.ADDED_FIELDS

@@ -5,7 +5,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 
 import ml_collections
 import numpy as np
@@ -210,11 +209,9 @@ def test_shape_and_classes_are_known_without_tensorflow():
 def test_missing_cub_names_its_archives_and_manual_dir_in_one_line(tmp_path):
   config = _data_config(data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path / 'manual'))
 
-  start = time.monotonic()
   with pytest.raises(errors.DataError) as raised:
     data.get(config).load()
 
-  assert time.monotonic() - start < 20
   message = str(raised.value)
   assert '\n' not in message
   assert 'Put the original CUB_200_2011.tgz, segmentations.tgz in manual_dir' in message

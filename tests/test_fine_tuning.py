@@ -13,7 +13,7 @@ from lpta import families
 from lpta import fine_tuning
 from lpta import sharding
 from lpta import train
-from lpta.errors import CheckpointError
+from lpta.errors import CheckpointError, ConfigError
 from test_train import tiny_config
 
 
@@ -80,6 +80,22 @@ def test_another_shape_outside_the_classifier_is_refused_in_one_line(finished_ru
   assert 'params/backbone/conv13/Conv_0/kernel' in report.loaded
 
 
+def test_a_numbered_step_from_the_command_line_loads_that_checkpoint(finished_run):
+  config = tiny_config(**{'init_from.workdir': str(finished_run[0]), 'init_from.step': '4'})
+  fine_tuning.validate(config.init_from)  # --config.init_from.step=4 arrives as the string '4'
+  _, loaded, report = _initialise(config)
+  assert report.source.endswith('checkpoints/4')
+  step4 = _flat(lpta.load_run(finished_run[0], step=4).variables)
+  np.testing.assert_array_equal(loaded['params/global/kernel'], step4['params/global/kernel'])
+
+
+def test_an_exclude_entry_that_names_no_module_is_refused(finished_run):
+  config = tiny_config(**{'init_from.workdir': str(finished_run[0]),
+                          'init_from.exclude': ('globl',)})
+  with pytest.raises(ConfigError, match="exclude names 'globl', which is no module"):
+    _initialise(config)
+
+
 def test_a_missing_source_run_is_refused_with_how_to_make_one(tmp_path):
   with pytest.raises(CheckpointError, match='holds no checkpoint; train a run there first'):
     _initialise(tiny_config(**{'init_from.workdir': str(tmp_path / 'none')}))
@@ -88,8 +104,15 @@ def test_a_missing_source_run_is_refused_with_how_to_make_one(tmp_path):
 def test_a_fine_tuned_run_records_its_source_and_a_resumed_one_no_longer_reads_it(
     finished_run, tmp_path):
   config = tiny_config(**{'init_from.workdir': str(finished_run[0]), 'num_epochs': 1,
-                          'data.synthetic_num_classes': 6})
+                          'data.synthetic_num_classes': 6, 'optimizer.learning_rate': 1e-9,
+                          'optimizer.weight_decay': 0.})
   train.train_and_evaluate(config, tmp_path / 'run')
+  # With a learning rate of 1e-9 the trained kernels are still the source's, not a fresh init's.
+  source = _flat(lpta.load_run(finished_run[0]).variables)
+  tuned = _flat(lpta.load_run(tmp_path / 'run').variables)
+  kernel = 'params/backbone/conv5/Conv_0/kernel'
+  np.testing.assert_allclose(tuned[kernel], source[kernel], atol=1e-6)
+  assert np.abs(source[kernel]).max() > 1e-2
   record = json.loads((tmp_path / 'run' / 'init_from.json').read_text())
   assert record['reinitialised'] == ['params/classifier/bias', 'params/classifier/kernel']
   assert record['source'].endswith('checkpoints/8')

@@ -20,6 +20,23 @@ def test_averaged_fan_out_passes_values_and_averages_cotangents():
   assert jax.grad(lambda x: 4 * attention.averaged_fan_out(x, 2)[0])(1.) == 2.
 
 
+@pytest.mark.parametrize('tap_after_pool', [False, True])
+def test_a_tapped_map_gets_half_the_sum_of_its_two_cotangents(tap_after_pool):
+  # x → block 1 (×2) → [tap] → pool (×5) → block 2 (×3): what reaches the tap is the chain's and
+  # the tapped copy's cotangents, averaged with the junction and summed without.
+  blocks = [lambda x: 2 * x, lambda x: 3 * x]
+  pool = lambda x, index: 5 * x
+  for average, scale in ((False, 1.), (True, .5)):
+    def f(x, average=average):
+      final, tapped = vgg.run_stack(blocks, x, (1,), (1,), tap_after_pool, pool,
+                                    vgg.junction(average))
+      return 7 * final + 11 * tapped[1]
+    # d final/d tap = 3 (after the pool) or 15 (before it); d tapped/d tap = 1.
+    chain = 3 if tap_after_pool else 15
+    pooled = 5 if tap_after_pool else 1
+    assert jax.grad(f)(1.) == pytest.approx(2 * pooled * scale * (7 * chain + 11))
+
+
 def _gradients(module_class, images, **fields):
   """{module path: gradient of the summed logits} with averaging off and on, same parameters."""
   model = module_class(num_classes=3, **fields)

@@ -398,7 +398,12 @@ def test_undamped_momentum_keeps_optax_sgd_and_its_state():
     ({'optimizer.dampening': 0.9, 'optimizer.nesterov': True}, 'dampening=0.9 needs SGD'),
     ({'optimizer.dampening': 0.9, 'optimizer.name': 'adam'}, 'dampening=0.9 needs SGD'),
     ({'optimizer.dampening': 1.5}, r'a value in \(0, 1\]'),
-    ({'optimizer.decay_factors': (2.,)}, 'decay_factors has 1 factors for 3 decay_epochs'),
+    ({'optimizer.decay_factors': (2.,), 'optimizer.schedule': 'multistep'},
+     'decay_factors has 1 factors for 3 decay_epochs'),
+    ({'optimizer.decay_factors': (2.,)}, "multistep schedule only, not 'cosine'"),
+    ({'model.num_levels': 0, 'model.junction_gradient_averaging': True},
+     'needs attention levels'),
+    ({'init_from.workdir': '/nowhere', 'init_from.step': '7a'}, "config.init_from.step='7a'"),
     ({'init_from.step': 'last'}, "config.init_from.step='last'"),
     ({'init_from.exclude': (1,)}, 'must be a tuple of module paths'),
 ])

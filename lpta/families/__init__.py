@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lpta import checkpoints
 from lpta import objectives
 from lpta import summaries
 from lpta.errors import ConfigError
@@ -151,6 +152,14 @@ def get(model_config: ml_collections.ConfigDict) -> Family:
     raise ConfigError(f'config.model.name={name!r} is not a model; use one of '
                       f'{", ".join(sorted(REGISTRY))}.')
   return REGISTRY[name](model_config)
+
+
+def added_fields(model_config: ml_collections.ConfigDict,
+                 names: Sequence[str]) -> dict[str, Any]:
+  """{name: config.model's value, or, where a config saved before the field existed lacks it,
+  the value those runs had (lpta.checkpoints.ADDED_FIELDS, which the resume check reads too)}."""
+  return {name: model_config.get(name, checkpoints.ADDED_FIELDS[f'model.{name}'])
+          for name in names}
 
 
 def require_fields(model_config: ml_collections.ConfigDict, fields: Sequence[str]) -> None:

@@ -17,8 +17,8 @@ from lpta.errors import ConfigError
 from lpta.models import resnet
 
 _FIELDS = {'wrn': ('depth', 'widen_factor'), 'resnet': ('depth',)}
-# Optional fields, added after runs were saved without them, and their value in those runs.
-_ADDED_FIELDS = {'resnet': {'preactivation': False}}
+# Fields added after runs were saved without them (lpta.checkpoints.ADDED_FIELDS).
+_ADDED_FIELDS = {'resnet': ('preactivation',)}
 
 
 @families.register
@@ -42,9 +42,7 @@ class AttentionTransferNetworks(families.Family):
                                  field='config.model.preactivation')
 
   def _added_fields(self) -> dict[str, object]:
-    """The optional fields of `config.model`, their defaults where it lacks them."""
-    return {field: self.model_config.get(field, default)
-            for field, default in _ADDED_FIELDS.get(self.model_config.name, {}).items()}
+    return families.added_fields(self.model_config, _ADDED_FIELDS.get(self.model_config.name, ()))
 
   def build(self, num_classes, dtype):
     config = self.model_config

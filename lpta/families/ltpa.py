@@ -38,10 +38,10 @@ _MODULES = {
     'preact_resnet': attention_resnet.PreActivationResNet,
 }
 _RESNETS = ('attention_resnet', 'preact_resnet')
-# Fields added after runs were saved without them, and their value in those runs.
-_ADDED_FIELDS = {'attention_vgg': {'junction_gradient_averaging': False, 'first_pool_size': 2},
-                 'vgg': {'first_pool_size': 2},
-                 'attention_resnet': {'junction_gradient_averaging': False}}
+# Fields added after runs were saved without them (lpta.checkpoints.ADDED_FIELDS).
+_ADDED_FIELDS = {'attention_vgg': ('junction_gradient_averaging', 'first_pool_size'),
+                 'vgg': ('first_pool_size',),
+                 'attention_resnet': ('junction_gradient_averaging',)}
 _CHOICES = {
     'compatibility': attention.COMPATIBILITIES,
     'normalisation': attention.NORMALISATIONS,
@@ -80,10 +80,20 @@ class LearnToPayAttention(families.Family):
                         '(1.0 is the paper network, 0.25 a narrow one).')
     if config.name in _RESNETS:
       attention_resnet.units_per_stage(config.depth, field='config.model.depth')
-    first_pool_size = config.get('first_pool_size', 2)
+    added = families.added_fields(config, ('first_pool_size', 'junction_gradient_averaging'))
+    first_pool_size = added['first_pool_size']
     if not isinstance(first_pool_size, int) or first_pool_size < 1:
       raise ConfigError(f'config.model.first_pool_size={first_pool_size!r} must be a positive '
                         'integer (2; 5 for 80×80 CUB crops).')
+    if first_pool_size != 2 and config.name in _RESNETS:
+      raise ConfigError(f'config.model.first_pool_size={first_pool_size} applies to the VGGs; '
+                        f'{config.name} has no max-pool to resize: leave it at 2.')
+    without_junctions = (config.name in ('vgg', 'preact_resnet')
+                         or (config.name == 'attention_vgg' and config.num_levels == 0))
+    if added['junction_gradient_averaging'] and without_junctions:
+      raise ConfigError('config.model.junction_gradient_averaging=True needs attention levels, '
+                        f'whose junctions it averages; {config.name} here has none: set it to '
+                        'False.')
     if config.name == 'attention_vgg' and config.num_levels not in (0, 1, 2, 3):
       raise ConfigError(f'config.model.num_levels={config.num_levels!r} must be 0 (no '
                         'attention), 1, 2 or 3 (att1, att2, att3).')
@@ -95,8 +105,7 @@ class LearnToPayAttention(families.Family):
   def build(self, num_classes, dtype):
     config = self.model_config
     fields = {field: config[field] for field in _FIELDS[config.name]}
-    fields.update({field: config.get(field, default)
-                   for field, default in _ADDED_FIELDS.get(config.name, {}).items()})
+    fields.update(families.added_fields(config, _ADDED_FIELDS.get(config.name, ())))
     return _MODULES[config.name](num_classes=num_classes, dtype=dtype, **fields)
 
   def figure_arrays(self, aux):
