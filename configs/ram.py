@@ -4,7 +4,8 @@ Not meant to be run directly; translated_fashion_mnist_ram.py, cluttered_fashion
 canvas_baseline.py start from it. RAM's 60×60 recipe (Mnih et al. 2014, §4.1): 12×12 patches at
 3 scales (12, 24, 48 pixels), glimpse network 128/128/256 units, a ReLU RNN core of 256 units, a
 Gaussian policy of fixed σ, the hybrid loss. lpta's training recipe: 20 epochs of SGD (lr 0.05,
-momentum 0.9, cosine), the first glimpse at a random location, the REINFORCE term weighted 1e-3
+momentum 0.9, cosine), the first location chosen by the policy from the zero state, the
+REINFORCE term weighted 1e-3
 (with SGD, the policy's learning rate: larger weights, or Adam, drove the policy's tanh into
 saturation and the glimpses into the corners). The canvases: lpta/data/canvases.py; every model
 field: lpta/families/glimpse.py.
@@ -36,7 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.glimpse_output_units = 256  # g_t
   model.core = 'rnn'  # 'rnn' (RAM's ReLU RNN) or 'lstm'
   model.hidden_units = 256
-  model.initial_location = 'random'  # where glimpse 1 looks: 'random' (uniform) or 'centre'
+  # Where glimpse 1 looks: 'learned' (the policy at the zero state h_0, as RAM's recurrent
+  # attention does), 'centre', or 'random' (uniform).
+  model.initial_location = 'learned'
   model.policy = 'learned'  # 'random': uniformly random locations (a baseline)
   model.location_hidden_units = 0  # 0: RAM's linear location network; > 0: one ReLU layer
   model.reinforce_weight = 1e-3  # REINFORCE term, averaged over the batch
