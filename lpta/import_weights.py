@@ -479,33 +479,37 @@ def import_weights(format_name: str, checkpoint: str, workdir: epath.PathLike, *
   return os.fspath(workdir / 'checkpoints' / str(IMPORT_STEP))
 
 
-_FORMAT = flags.DEFINE_string('format', None, f'Layout of the weights: {", ".join(FORMATS)}.')
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'The PyTorch .pth file (a state_dict).')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A new workdir (path or URL) for the run.')
-_PLACEMENT = flags.DEFINE_string('placement', None,
-                                 "ltpa_pytorch_port: 'before' (AttnVGG_before) or 'after'.")
-_NORMALISATION = flags.DEFINE_string(
-    'normalisation', None, "ltpa_pytorch_port: 'softmax' (--normalize_attn; default) or "
-    "'sigmoid'.")
+def define_flags() -> None:
+  """The command's flags; defined only when it runs, so that importing this module next to
+  lpta.predict (which has its own --workdir) defines no flag twice."""
+  flags.DEFINE_string('format', None, f'Layout of the weights: {", ".join(FORMATS)}.')
+  flags.DEFINE_string('checkpoint', None, 'The PyTorch .pth file (a state_dict).')
+  flags.DEFINE_string('workdir', None, 'A new workdir (path or URL) for the run.')
+  flags.DEFINE_string('placement', None,
+                      "ltpa_pytorch_port: 'before' (AttnVGG_before) or 'after'.")
+  flags.DEFINE_string('normalisation', None,
+                      "ltpa_pytorch_port: 'softmax' (--normalize_attn; default) or 'sigmoid'.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   command_line.quiet_library_info()
-  if not (_FORMAT.value and _CHECKPOINT.value and _WORKDIR.value):
+  args = flags.FLAGS
+  if not (args.format and args.checkpoint and args.workdir):
     sys.exit('error: give --format, --checkpoint and --workdir, e.g. python -m '
              'lpta.import_weights --format=ltpa_pytorch_port --placement=before '
              '--checkpoint=net.pth --workdir=runs/port_before')
   try:
-    folder = import_weights(_FORMAT.value, _CHECKPOINT.value, _WORKDIR.value,
-                            placement=_PLACEMENT.value, normalisation=_NORMALISATION.value)
+    folder = import_weights(args.format, args.checkpoint, args.workdir,
+                            placement=args.placement, normalisation=args.normalisation)
   except LptaError as error:
     sys.exit(f'error: {error}')
-  print(f'Imported {_CHECKPOINT.value} into {folder}. Use it with: python -m lpta.predict '
-        f'--workdir={_WORKDIR.value} IMAGE, python -m lpta.evaluate --workdir={_WORKDIR.value} '
+  print(f'Imported {args.checkpoint} into {folder}. Use it with: python -m lpta.predict '
+        f'--workdir={args.workdir} IMAGE, python -m lpta.evaluate --workdir={args.workdir} '
         f'--eval=..., or as config.init_from.workdir / config.teacher.workdir.')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

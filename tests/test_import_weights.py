@@ -13,6 +13,7 @@ import pathlib
 import subprocess
 import sys
 
+from absl import flags
 import jax
 import ml_collections
 import numpy as np
@@ -545,3 +546,8 @@ def test_command_errors_are_one_line(port_file, tmp_path):
       'error: --format=ltpa_pytorch_port needs --placement: before (model1.py')
   assert 'Traceback' not in result.stderr
   assert not (tmp_path / 'run').exists()
+
+
+def test_importing_the_command_defines_no_flag_that_predict_defines_too():
+  from lpta import predict  # pylint: disable=g-import-not-at-top,unused-import
+  assert 'format' not in flags.FLAGS  # import_weights' flags exist only when it runs
