@@ -28,7 +28,6 @@ from typing import Any
 
 from absl import logging
 import flax.traverse_util
-import jax
 import ml_collections
 
 from lpta import families
@@ -77,14 +76,14 @@ def initialise_from(init_from: ml_collections.ConfigDict, variables: Mapping[str
       class-dependent layers and `init_from.exclude`.
   """
   source = runs.load_run(init_from.workdir, init_from.step, mesh)
-  class_dependent = _class_dependent_paths(family, num_classes, image_shape)
+  fresh = {collection: flax.traverse_util.flatten_dict(dict(variables[collection]), sep='/')
+           for collection in COLLECTIONS if collection in variables}
+  class_dependent = _class_dependent_paths(fresh, family, num_classes, image_shape)
   excluded = tuple(path.strip('/') for path in init_from.exclude)
-  _refuse_unmatched(excluded, variables)
+  _refuse_unmatched(excluded, fresh)
   loaded, reinitialised, unused, merged = [], [], [], {}
-  for collection in COLLECTIONS:
-    if collection not in variables:
-      continue
-    new = flax.traverse_util.flatten_dict(dict(variables[collection]), sep='/')
+  for collection, new in fresh.items():
+    new = dict(new)
     old = flax.traverse_util.flatten_dict(dict(source.variables.get(collection, {})), sep='/')
     unused += [f'{collection}/{path}' for path in old if path not in new]
     for path, array in new.items():
@@ -117,10 +116,10 @@ def _is_under(path: str, module: str) -> bool:
   return path == module or path.startswith(module + '/')
 
 
-def _refuse_unmatched(excluded: Sequence[str], variables: Mapping[str, Any]) -> None:
-  """ConfigError for an `init_from.exclude` entry that names no module of the new model."""
-  paths = [path for collection in variables
-           for path in flax.traverse_util.flatten_dict(dict(variables[collection]), sep='/')]
+def _refuse_unmatched(excluded: Sequence[str], fresh: Mapping[str, Mapping[str, Any]]) -> None:
+  """ConfigError for an `init_from.exclude` entry that names no module of the new model
+  (`fresh`: {collection: {path: array}})."""
+  paths = [path for flat in fresh.values() for path in flat]
   unmatched = [module for module in excluded if not any(_is_under(p, module) for p in paths)]
   if unmatched:
     top = sorted({path.split('/')[0] for path in paths})
@@ -129,16 +128,16 @@ def _refuse_unmatched(excluded: Sequence[str], variables: Mapping[str, Any]) -> 
                       "'params/'), e.g. 'global'.")
 
 
-def _class_dependent_paths(family: families.Family, num_classes: int,
-                           image_shape: Sequence[int]) -> set[str]:
-  """'collection/path' of the arrays whose shape changes with the number of classes."""
-  shapes = []
-  for classes in (num_classes, num_classes + 1):
-    abstract, _ = families.abstract_variables_and_outputs(
-        family.build(classes, families.compute_dtype(False)), image_shape)
-    shapes.append(flax.traverse_util.flatten_dict(jax.tree.map(lambda x: x.shape, dict(abstract)),
-                                                  sep='/'))
-  return {path for path, shape in shapes[0].items() if shapes[1].get(path) != shape}
+def _class_dependent_paths(fresh: Mapping[str, Mapping[str, Any]], family: families.Family,
+                           num_classes: int, image_shape: Sequence[int]) -> set[str]:
+  """'collection/path' of the arrays of `fresh` ({collection: {path: array}}, the model for
+  `num_classes`) whose shape changes in the model for one class more."""
+  abstract, _ = families.abstract_variables_and_outputs(
+      family.build(num_classes + 1, families.compute_dtype(False)), image_shape)
+  more = flax.traverse_util.flatten_dict(dict(abstract), sep='/')
+  return {f'{collection}/{path}' for collection, flat in fresh.items()
+          for path, array in flat.items()
+          if getattr(more.get(f'{collection}/{path}'), 'shape', None) != array.shape}
 
 
 def _modules(paths: Sequence[str]) -> str:
