@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.policy = 'learned'  # 'random': uniformly random locations (a baseline)
   model.location_hidden_units = 0  # 0: RAM's linear location network; > 0: one ReLU layer
   model.reinforce_weight = 1e-3  # REINFORCE term, averaged over the batch
-  model.baseline_weight = 1.  # squared error of the baseline
+  model.baseline_weight = 1.  # log loss of the baseline, a logistic regression of the reward
   model.eval_samples = 7  # sampled trajectories averaged for sampled_accuracy
 
   config.optimizer.learning_rate = 0.05

@@ -7,13 +7,14 @@ flip-symmetry loss compares a network's input gradient with that of the mirrored
 distillation (§2.3) is Hinton's. Everything is pure jax.numpy and jit-able; the teacher's inputs
 are treated as constants (jax.lax.stop_gradient). Shapes follow Flax (NHWC): activations [B, H, W,
 C], images [B, H, W, C], logits [B, K], integer labels [B]. The glimpse terms (RAM §2.2, "hybrid
-loss") take per-step log-probabilities and baselines [B, T] and rewards [B].
+loss") take per-step log-probabilities and baseline logits [B, T] and rewards [B].
 """
 
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from lpta.errors import ConfigError
 
@@ -268,9 +269,15 @@ def reinforce_loss(log_probs, rewards, baselines):
   return -jnp.mean(jnp.sum(log_probs * advantages, axis=1))
 
 
-def baseline_loss(baselines, rewards):
-  """Mean squared error of the baselines [B, T] against the rewards [B]: mean_{b,t} (b_t − R)²;
-  the rewards are constants. Zero when there is no choice (T = 0)."""
-  if baselines.shape[1] == 0:
+def baseline_loss(baseline_logits, rewards):
+  """The baselines' log loss: mean_{b,t} −[R log b_t + (1 − R) log(1 − b_t)], b_t =
+  sigmoid(logit_t), for baseline logits [B, T] and rewards [B] in {0, 1} (constants).
+
+  A logistic regression of the reward: its minimiser is b_t = P(R = 1 | h_t), the expected
+  reward, as for the squared error, and its gradient with respect to a logit is b_t − R, bounded.
+  Zero when there is no choice (T = 0).
+  """
+  if baseline_logits.shape[1] == 0:
     return jnp.zeros((), jnp.float32)
-  return jnp.mean(jnp.square(baselines - jax.lax.stop_gradient(rewards)[:, None]))
+  labels = jnp.broadcast_to(jax.lax.stop_gradient(rewards)[:, None], baseline_logits.shape)
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(baseline_logits, labels))

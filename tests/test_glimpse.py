@@ -116,10 +116,24 @@ def test_reinforce_and_baseline_losses_match_their_formulas():
   rewards = jnp.array([1., 0.])
   # −mean_b Σ_t log π (R − b): b=0: −(−1·0.75 − 2·0.5) = 1.75; b=1: −(−0.5·−0.5 + 0) = −0.25.
   np.testing.assert_allclose(losses.reinforce_loss(log_probs, rewards, baselines), 0.75)
-  # mean of (0.75², 0.5², 0.5², 1²).
-  np.testing.assert_allclose(losses.baseline_loss(baselines, rewards),
-                             (0.5625 + 0.25 + 0.25 + 1) / 4)
+  # Logits ±log 3 and 0 are baselines 3/4, 1/4 and 1/2: the log losses −log of the probability
+  # given to the reward are −log 3/4, −log 3/4 (b = 1/4 for R = 0), −log 1/2 and −log 1/2.
+  logits = jnp.array([[math.log(3), 0.], [-math.log(3), 0.]])
+  expected = (2 * -math.log(0.75) + 2 * -math.log(0.5)) / 4
+  np.testing.assert_allclose(losses.baseline_loss(logits, rewards), expected, rtol=1e-6)
   assert losses.baseline_loss(jnp.zeros((2, 0)), rewards) == 0
+
+
+def test_the_baseline_gradient_is_bounded_however_large_its_logits():
+  # d/dlogit of the mean log loss is (sigmoid(logit) − R) / (B·T): at most 1/(B·T) in size,
+  # where a squared error of a linear baseline, 2(b − R)/(B·T), grows with b.
+  logits = jnp.array([[60., -60.], [3., -1e4]])
+  rewards = jnp.array([0., 1.])
+  gradient = jax.grad(losses.baseline_loss)(logits, rewards)
+  expected = (jax.nn.sigmoid(logits) - rewards[:, None]) / 4
+  np.testing.assert_allclose(gradient, expected, rtol=1e-6)
+  np.testing.assert_allclose(gradient[0, 0], 0.25, rtol=1e-6)
+  np.testing.assert_allclose(gradient[1, 1], -0.25, rtol=1e-6)
 
 
 def tiny_ram_config(**overrides) -> ml_collections.ConfigDict:
@@ -158,8 +172,9 @@ def test_each_loss_term_reaches_only_its_part_of_ram(core):
       rewards = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
       return {
           'cross_entropy': lambda: jnp.mean(objectives.cross_entropy(logits, labels)),
-          'reinforce': lambda: losses.reinforce_loss(aux['log_probs'], rewards, aux['baselines']),
-          'baseline': lambda: losses.baseline_loss(aux['baselines'], rewards),
+          'reinforce': lambda: losses.reinforce_loss(
+              aux['log_probs'], rewards, jax.nn.sigmoid(aux['baseline_logits'])),
+          'baseline': lambda: losses.baseline_loss(aux['baseline_logits'], rewards),
       }[term]()
     return _parts_with_gradient(jax.grad(loss)(variables['params']))
 
@@ -179,7 +194,7 @@ def test_training_samples_locations_and_inference_uses_the_means():
   np.testing.assert_array_equal(sampled['locations'][:, 0], 0.)
   assert not np.allclose(sampled['locations'][:, 1:], mean_aux['locations'][:, 1:])
   assert mean_aux['locations'].shape == (6, 3, 2)
-  assert mean_aux['log_probs'].shape == mean_aux['baselines'].shape == (6, 2)
+  assert mean_aux['log_probs'].shape == mean_aux['baseline_logits'].shape == (6, 2)
   assert np.all(np.abs(sampled['locations']) <= 1)
 
 
@@ -191,8 +206,8 @@ def test_a_learned_first_location_is_the_policy_at_the_zero_state():
   np.testing.assert_allclose(mean_aux['locations'][:, 0], np.broadcast_to(start, (6, 2)),
                              rtol=1e-6)
   # The policy chooses all three locations: three log-probabilities and baselines each.
-  assert mean_aux['log_probs'].shape == mean_aux['baselines'].shape == (6, 3)
-  np.testing.assert_allclose(mean_aux['baselines'][:, 0], params['baseline']['bias'][0])
+  assert mean_aux['log_probs'].shape == mean_aux['baseline_logits'].shape == (6, 3)
+  np.testing.assert_allclose(mean_aux['baseline_logits'][:, 0], params['baseline']['bias'][0])
   _, sampled = model.apply(variables, images, train=True, rngs=family.rngs(jax.random.key(9)))
   first = np.asarray(sampled['locations'][:, 0])
   assert np.all(np.abs(first) < 1)  # σ = 0.2 around a start near 0: nothing was clipped
@@ -224,8 +239,8 @@ def test_monte_carlo_evaluation_with_one_sample_is_one_sampled_forward():
 def test_random_policy_has_no_log_probability_and_ignores_the_centre():
   family, model, variables, images = tiny_ram(**{'model.policy': 'random'})
   _, aux = model.apply(variables, images, train=True, rngs=family.rngs(jax.random.key(11)))
-  np.testing.assert_array_equal(aux['log_probs'], 0.)
-  np.testing.assert_array_equal(aux['baselines'], 0.)
+  # No location is chosen, so there is nothing to score.
+  assert aux['log_probs'].shape == aux['baseline_logits'].shape == (6, 0)
   assert np.all(np.abs(aux['locations'][:, 0]) > 0)
   assert not {'location', 'baseline'} & set(variables['params'])
 
@@ -233,14 +248,15 @@ def test_random_policy_has_no_log_probability_and_ignores_the_centre():
 def test_hybrid_loss_weighs_its_terms_and_rewards_correct_classifications():
   logits = jnp.array([[2., 0.], [0., 1.], [3., 0.]])  # predicts 0, 1, 0
   labels = jnp.array([0, 0, 0])  # right, wrong, right: R = 1, 0, 1
+  # Baseline logits 0, 0 and log 3: b = 1/2, 1/2, 3/4.
   aux = {'log_probs': jnp.array([[-1.], [-2.], [-3.]]),
-         'baselines': jnp.array([[0.5], [0.5], [1.]])}
+         'baseline_logits': jnp.array([[0.], [0.], [math.log(3)]])}
   student = objectives.Student(logits=logits, aux=aux, transfer_points=(), pixels=None,
                                labels=labels, step=0, num_train_steps=1, inference_loss=None)
   loss, terms = glimpse_family.HybridLoss(reinforce_weight=0.1, baseline_weight=2.)(student, {})
   cross_entropy = objectives.cross_entropy(logits, labels).mean()
-  reinforce = -(-1 * 0.5 + -2 * -0.5 + -3 * 0.) / 3  # −mean log π (R − b)
-  baseline = (0.25 + 0.25 + 0.) / 3
+  reinforce = -(-1 * 0.5 + -2 * -0.5 + -3 * 0.25) / 3  # −mean log π (R − b)
+  baseline = -(math.log(0.5) + math.log(0.5) + math.log(0.75)) / 3  # −mean log P_b(R)
   np.testing.assert_allclose(terms['classification_loss'], cross_entropy, rtol=1e-6)
   np.testing.assert_allclose(terms['reinforce_loss'], reinforce, rtol=1e-6)
   np.testing.assert_allclose(terms['baseline_loss'], baseline, rtol=1e-6)

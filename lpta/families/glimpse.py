@@ -13,7 +13,8 @@
   policy: 'learned', or 'random' for uniformly random locations (the "random glimpses" baseline).
   location_hidden_units: 0 for RAM's linear location network, else the width of its ReLU hidden
     layer.
-  reinforce_weight, baseline_weight: weights of the REINFORCE and baseline terms of the loss.
+  reinforce_weight, baseline_weight: weights of the REINFORCE term and of the baseline's log
+    loss (the baseline b_t = sigmoid(w·h_t + c) estimates the probability of a right answer).
     Each term reaches its own parameters only (the policy, the baseline), so with SGD a weight
     scales that part's learning rate, and with Adam, which normalises gradients, it has almost no
     effect.
@@ -61,8 +62,9 @@ class HybridLoss(objectives.Objective):
 
   The reward is R = 1 when the classification is right at the end of the episode, else 0. The
   cross-entropy trains classifier, core and glimpse network; the REINFORCE term (averaged over
-  the batch, lpta.losses.reinforce_loss) only the location policy; the baseline term only the
-  baseline (lpta.models.ram puts the stop-gradients there). Logs each term and the mean reward.
+  the batch, lpta.losses.reinforce_loss) only the location policy; the baseline term, the log
+  loss of b_t = sigmoid(baseline logit) against R, only the baseline (lpta.models.ram puts the
+  stop-gradients there). Logs each term and the mean reward.
   """
   method = 'hybrid'
 
@@ -81,8 +83,9 @@ class HybridLoss(objectives.Objective):
         (jnp.argmax(student.logits, axis=-1) == labels).astype(jnp.float32))
     terms = {
         'classification_loss': objectives.cross_entropy(student.logits, labels).mean(),
-        'reinforce_loss': losses.reinforce_loss(aux['log_probs'], rewards, aux['baselines']),
-        'baseline_loss': losses.baseline_loss(aux['baselines'], rewards),
+        'reinforce_loss': losses.reinforce_loss(
+            aux['log_probs'], rewards, jax.nn.sigmoid(aux['baseline_logits'])),
+        'baseline_loss': losses.baseline_loss(aux['baseline_logits'], rewards),
         'reward': rewards.mean(),
     }
     loss = (terms['classification_loss'] + self.reinforce_weight * terms['reinforce_loss']

@@ -85,7 +85,7 @@ def glimpse_sides(image_side: int, start_size: int, num_resolutions: int) -> tup
 
 class FineGrainedGlimpseModel(nn.Module):
   """images [B, S, S, C] -> (logits [B, K], aux) with aux as lpta.models.ram's: 'locations'
-  [B, T, 2], 'log_probs' [B, T], 'baselines' [B, T] (T = num_glimpses decisions)."""
+  [B, T, 2], 'log_probs' [B, T], 'baseline_logits' [B, T] (T = num_glimpses decisions)."""
   num_classes: int
   trunk: str = 'resnet50'
   trunk_frozen: bool = True
@@ -118,7 +118,7 @@ class FineGrainedGlimpseModel(nn.Module):
     baseline = nn.Dense(1, name='baseline')
     scores = nn.Dense(1, use_bias=False, name='context_scores')(regions)[..., 0]
     attention = RegionAttention(self.attention_units, name='region_attention')
-    locations, log_probs, baselines = [], [], []
+    locations, log_probs, baseline_logits = [], [], []
     for step in range(self.num_glimpses):
       state = jax.lax.stop_gradient(at_least_float32(hidden))
       if step:
@@ -127,7 +127,7 @@ class FineGrainedGlimpseModel(nn.Module):
           mean_location(jax.nn.softmax(scores, axis=-1)), self.location_std,
           self.make_rng('location') if sample else None)
       log_probs.append(log_prob)
-      baselines.append(nn.relu(baseline(state))[:, 0])
+      baseline_logits.append(baseline(state)[:, 0])
       locations.append(location)
       patches = glimpse.resized_glimpses(
           images, location, glimpse_sides(side, self.start_size, self.num_resolutions), size)
@@ -135,7 +135,7 @@ class FineGrainedGlimpseModel(nn.Module):
       carry, hidden = core(carry, glimpse_features.reshape(batch, -1))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)
     aux = {'locations': jnp.stack(locations, 1), 'log_probs': jnp.stack(log_probs, 1),
-           'baselines': jnp.stack(baselines, 1)}
+           'baseline_logits': jnp.stack(baseline_logits, 1)}
     return at_least_float32(logits), aux
 
 

@@ -7,11 +7,16 @@ at l_t, and updates its recurrent state:
 After every step but the last it chooses the next location with a Gaussian policy of fixed σ,
   μ_t = tanh(W_μ h_t),  l_{t+1} ~ N(μ_t, σ² I),  used clipped to [-1, 1]² and without gradient,
 (optionally with a ReLU hidden layer, μ_t = tanh(W_μ ReLU(W_1 h_t)), as later RAM code does)
-and estimates the reward with a baseline b_t = W_b h_t + c. Policy and baseline read h_t through a
+and estimates the reward with a baseline b_t = sigmoid(W_b h_t + c), the probability of a right
+answer given h_t (a logistic regression: the rewards are 0 or 1, and unlike a linear baseline
+regressed by squared error its gradient stays bounded however large h_t grows; the linear one
+diverged with SGD at lr 0.05 once the ReLU RNN's states grew, and its advantages in the thousands
+threw the policy into the corners). Policy and baseline read h_t through a
 stop-gradient, so that only the REINFORCE term trains the policy, only the baseline's regression
 trains the baseline, and neither reaches the core. The classifier reads the last state h_{T−1}.
 The first location l_0 is the image centre ('centre') or uniform in [-1, 1]² ('random'). With
-policy 'random' every location is uniform (the "random glimpses" baseline of RAM's Table 2).
+policy 'random' every location is uniform (the "random glimpses" baseline of RAM's Table 2), and
+there is no decision to score.
 
 Log-probabilities are those of the Gaussian sample, before clipping: clipping belongs to the
 environment (a location off the image is looked at from the border), not to the policy.
@@ -119,10 +124,11 @@ class RecurrentAttentionModel(nn.Module):
   """RAM. images [B, H, W, C] -> (logits [B, K], aux).
 
   aux: 'locations' [B, T, 2] the (clipped) glimpse locations; 'log_probs' [B, C] the policy's
-  log-probability of each chosen location; 'baselines' [B, C] the reward estimate made with
-  each choice (both zeros, and no parameters, for policy 'random'). C = T when the policy also
-  chooses the first location (initial_location 'learned': l_1 from h_0 = 0, a learned starting
-  point explored with the same σ), else T − 1 (l_1 at the centre or uniformly random).
+  log-probability of each chosen location; 'baseline_logits' [B, C] the logit of the reward
+  estimate made with each choice, b = sigmoid(logit). C = T when the policy also chooses the
+  first location (initial_location 'learned': l_1 from h_0 = 0, a learned starting point
+  explored with the same σ), T − 1 when l_1 is at the centre or uniformly random, and 0 for
+  policy 'random' (which has no parameters for them).
 
   Locations are sampled in training and, with `sample_locations=True`, in inference; otherwise
   the policy's means are used (deterministic evaluation). Draws from the 'location' stream.
@@ -158,43 +164,34 @@ class RecurrentAttentionModel(nn.Module):
     carry = core.initial_carry(batch_size)
     # h_0: what the policy sees before the first glimpse when initial_location is 'learned'.
     state = jnp.zeros((batch_size, self.hidden_units), jnp.float32)
-    locations, log_probs, baselines = [], [], []
+    locations, log_probs, baseline_logits = [], [], []
     for step in range(self.num_glimpses):
-      if step or self.initial_location == 'learned':
-        location, log_prob = self._next_location(policy, state, sample)
-        # A random policy has nothing for a baseline to reduce the variance of.
-        baselines.append(baseline(state)[:, 0] if self.policy == 'learned' else
-                         jnp.zeros(batch_size, jnp.float32))
-        log_probs.append(log_prob)
+      if self.policy == 'random' or not (step or self.initial_location == 'learned'):
+        location = self._unchosen_location(batch_size)
       else:
-        location = self._first_location(batch_size)
+        location, log_prob = sample_location(jnp.tanh(policy(state)), self.location_std,
+                                             self.make_rng('location') if sample else None)
+        log_probs.append(log_prob)
+        baseline_logits.append(baseline(state)[:, 0])
       locations.append(location)
       carry, hidden = core(carry, glimpse_network(images, location))
       state = jax.lax.stop_gradient(at_least_float32(hidden))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)
     aux = {'locations': jnp.stack(locations, axis=1),
            'log_probs': _stack_steps(log_probs, batch_size),
-           'baselines': _stack_steps(baselines, batch_size)}
+           'baseline_logits': _stack_steps(baseline_logits, batch_size)}
     return at_least_float32(logits), aux
 
-  def _uniform_locations(self, batch_size):
-    return jax.random.uniform(self.make_rng('location'), (batch_size, 2), jnp.float32, -1, 1)
-
-  def _first_location(self, batch_size):
+  def _unchosen_location(self, batch_size):
+    """[B, 2]: a location the policy does not choose, uniform for policy 'random' or
+    initial_location 'random', else the centre."""
     if self.policy == 'random' or self.initial_location == 'random':
-      return self._uniform_locations(batch_size)
+      return jax.random.uniform(self.make_rng('location'), (batch_size, 2), jnp.float32, -1, 1)
     return jnp.zeros((batch_size, 2), jnp.float32)
-
-  def _next_location(self, policy, state, sample):
-    """(l_{t+1} [B, 2] clipped, without gradient; log π(l_{t+1}) [B]) from h_t [B, units]."""
-    if self.policy == 'random':
-      return self._uniform_locations(state.shape[0]), jnp.zeros(state.shape[0], jnp.float32)
-    return sample_location(jnp.tanh(policy(state)), self.location_std,
-                           self.make_rng('location') if sample else None)
 
 
 def _stack_steps(values: Sequence[jax.Array], batch_size: int) -> jax.Array:
-  """[B, len(values)] from per-step [B] arrays (an empty [B, 0] for one glimpse)."""
+  """[B, len(values)] from per-step [B] arrays (an empty [B, 0] when nothing was chosen)."""
   if not values:
     return jnp.zeros((batch_size, 0), jnp.float32)
   return jnp.stack(values, axis=1)
