@@ -45,6 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.reinforce_weight = 1e-3  # REINFORCE term, averaged over the batch
   model.baseline_weight = 1.  # log loss of the baseline, a logistic regression of the reward
   model.eval_samples = 7  # sampled trajectories averaged for sampled_accuracy
+  # M trajectories per training image; M >= 2 replaces the learned baseline by the mean reward
+  # of the image's other trajectories, and costs M times as much per image.
+  model.train_trajectories = 1
 
   config.optimizer.learning_rate = 0.05
   config.optimizer.momentum = 0.9

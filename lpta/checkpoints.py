@@ -48,7 +48,7 @@ RESUMABLE_PREFIXES = ('evals.', 'init_from.')
 # The families read their config.model entries from here too (lpta.families.added_fields).
 ADDED_FIELDS = {'data.crop_to_box': True, 'optimizer.dampening': 0., 'optimizer.decay_factors': [],
                 'model.junction_gradient_averaging': False, 'model.first_pool_size': 2,
-                'model.preactivation': False}
+                'model.preactivation': False, 'model.train_trajectories': 1}
 
 
 def check_workdir(workdir: epath.Path) -> None:

@@ -257,27 +257,41 @@ def reinforce_loss(log_probs, rewards, baselines):
   Its gradient is the policy-gradient estimate of −E[R]; the advantage R − b_t is a constant
   (stop-gradient), so the term trains only what `log_probs` depends on. Averaged, not summed,
   over the batch, so its weight relative to the cross-entropy does not grow with the batch size.
+  Leading axes beyond the first (e.g. M trajectories per image, [B, M, T]) are averaged too.
 
   Args:
-    log_probs: [B, T] log-probability of each chosen location.
-    rewards: [B] the episode's reward (1 if the classification is right, else 0).
-    baselines: [B, T] the reward predicted at each choice.
+    log_probs: [B, ..., T] log-probability of each chosen location.
+    rewards: [B, ...] the episode's reward (1 if the classification is right, else 0).
+    baselines: [B, ..., T] the reward predicted at each choice (or [B, ..., 1], one per
+      episode).
   Returns:
     float32 scalar.
   """
-  advantages = jax.lax.stop_gradient(rewards[:, None] - baselines)
-  return -jnp.mean(jnp.sum(log_probs * advantages, axis=1))
+  advantages = jax.lax.stop_gradient(rewards[..., None] - baselines)
+  return -jnp.mean(jnp.sum(log_probs * advantages, axis=-1))
+
+
+def leave_one_out_baselines(rewards):
+  """Each trajectory's baseline from the others of its image: rewards [B, M] (M ≥ 2) -> [B, M],
+  b^{b,m} = Σ_{m' ≠ m} R^{b,m'} / (M − 1).
+
+  Independent of trajectory m's own actions, so REINFORCE stays unbiased; an image every
+  trajectory gets right (or wrong) gives every one of them advantage 0 (Kool, van Hoof &
+  Welling 2019, "Buy 4 REINFORCE samples, get a baseline for free").
+  """
+  trajectories = rewards.shape[1]
+  return (jnp.sum(rewards, axis=1, keepdims=True) - rewards) / (trajectories - 1)
 
 
 def baseline_loss(baseline_logits, rewards):
-  """The baselines' log loss: mean_{b,t} −[R log b_t + (1 − R) log(1 − b_t)], b_t =
-  sigmoid(logit_t), for baseline logits [B, T] and rewards [B] in {0, 1} (constants).
+  """The baselines' log loss: mean −[R log b_t + (1 − R) log(1 − b_t)], b_t = sigmoid(logit_t),
+  for baseline logits [B, ..., T] and rewards [B, ...] in {0, 1} (constants).
 
   A logistic regression of the reward: its minimiser is b_t = P(R = 1 | h_t), the expected
   reward, as for the squared error, and its gradient with respect to a logit is b_t − R, bounded.
-  Zero when there is no choice (T = 0).
+  Zero when there is no learned baseline (T = 0).
   """
-  if baseline_logits.shape[1] == 0:
+  if baseline_logits.shape[-1] == 0:
     return jnp.zeros((), jnp.float32)
-  labels = jnp.broadcast_to(jax.lax.stop_gradient(rewards)[:, None], baseline_logits.shape)
+  labels = jnp.broadcast_to(jax.lax.stop_gradient(rewards)[..., None], baseline_logits.shape)
   return jnp.mean(optax.sigmoid_binary_cross_entropy(baseline_logits, labels))

@@ -160,27 +160,55 @@ def _parts_with_gradient(grads) -> set[str]:
           if any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree.leaves(tree))}
 
 
+def _hybrid_terms(model, variables, images, labels, rng):
+  """The HybridLoss terms (weights 1) of one training forward."""
+  logits, aux = model.apply(variables, images, train=True, rngs=rng)
+  student = objectives.Student(logits=logits, aux=aux, transfer_points=(), pixels=None,
+                               labels=labels, step=0, num_train_steps=1, inference_loss=None)
+  return glimpse_family.HybridLoss(reinforce_weight=1., baseline_weight=1.)(student, {})[1]
+
+
 @pytest.mark.parametrize('core', ram.CORES)
 def test_each_loss_term_reaches_only_its_part_of_ram(core):
   family, model, variables, images = tiny_ram(**{'model.core': core})
   labels = jnp.arange(6) % 5
+  rngs = family.rngs(jax.random.key(7))
 
   def term_gradients(term):
-    def loss(params):
-      logits, aux = model.apply({'params': params}, images, train=True,
-                                rngs=family.rngs(jax.random.key(7)))
-      rewards = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-      return {
-          'cross_entropy': lambda: jnp.mean(objectives.cross_entropy(logits, labels)),
-          'reinforce': lambda: losses.reinforce_loss(
-              aux['log_probs'], rewards, jax.nn.sigmoid(aux['baseline_logits'])),
-          'baseline': lambda: losses.baseline_loss(aux['baseline_logits'], rewards),
-      }[term]()
+    loss = lambda params: _hybrid_terms(model, {'params': params}, images, labels, rngs)[term]
     return _parts_with_gradient(jax.grad(loss)(variables['params']))
 
-  assert term_gradients('cross_entropy') == {'classifier', 'core', 'glimpse_network'}
-  assert term_gradients('reinforce') == {'location'}
-  assert term_gradients('baseline') == {'baseline'}
+  assert term_gradients('classification_loss') == {'classifier', 'core', 'glimpse_network'}
+  assert term_gradients('reinforce_loss') == {'location'}
+  assert term_gradients('baseline_loss') == {'baseline'}
+
+
+def test_several_trajectories_per_image_are_independent_samples_whose_probabilities_are_averaged():
+  family, model, variables, images = tiny_ram(**{'model.train_trajectories': 3})
+  rngs = family.rngs(jax.random.key(5))
+  logits, aux = model.apply(variables, images, train=True, rngs=rngs)
+  trajectory_logits = aux['trajectory_logits']
+  assert trajectory_logits.shape == (6, 3, 5)
+  assert aux['log_probs'].shape == (6, 3, 2) and aux['baseline_logits'].shape == (6, 3, 0)
+  assert aux['locations'].shape == (6, 3, 2)  # the first trajectory's
+  np.testing.assert_allclose(
+      jax.nn.softmax(logits), jax.nn.softmax(trajectory_logits).mean(axis=1), rtol=1e-5)
+  for m in (1, 2):  # each trajectory samples its own locations
+    assert not np.allclose(trajectory_logits[:, 0], trajectory_logits[:, m])
+  # Inference looks through one trajectory, with the same parameters.
+  _, inference_aux = model.apply(variables, images, train=False, rngs=rngs)
+  assert inference_aux['trajectory_logits'].shape == (6, 1, 5)
+  assert 'baseline' not in variables['params']
+  # REINFORCE with leave-one-out baselines reaches only the policy. The untrained model gets
+  # every trajectory of an image right or wrong alike, so the rewards are set by hand.
+  rewards = jnp.array([[1., 0., 0.], [0., 1., 1.]] * 3)
+
+  def reinforce(params):
+    log_probs = model.apply({'params': params}, images, train=True, rngs=rngs)[1]['log_probs']
+    return losses.reinforce_loss(log_probs, rewards,
+                                 losses.leave_one_out_baselines(rewards)[..., None])
+
+  assert _parts_with_gradient(jax.grad(reinforce)(variables['params'])) == {'location'}
 
 
 def test_training_samples_locations_and_inference_uses_the_means():
@@ -194,7 +222,7 @@ def test_training_samples_locations_and_inference_uses_the_means():
   np.testing.assert_array_equal(sampled['locations'][:, 0], 0.)
   assert not np.allclose(sampled['locations'][:, 1:], mean_aux['locations'][:, 1:])
   assert mean_aux['locations'].shape == (6, 3, 2)
-  assert mean_aux['log_probs'].shape == mean_aux['baseline_logits'].shape == (6, 2)
+  assert mean_aux['log_probs'].shape == mean_aux['baseline_logits'].shape == (6, 1, 2)
   assert np.all(np.abs(sampled['locations']) <= 1)
 
 
@@ -206,12 +234,12 @@ def test_a_learned_first_location_is_the_policy_at_the_zero_state():
   np.testing.assert_allclose(mean_aux['locations'][:, 0], np.broadcast_to(start, (6, 2)),
                              rtol=1e-6)
   # The policy chooses all three locations: three log-probabilities and baselines each.
-  assert mean_aux['log_probs'].shape == mean_aux['baseline_logits'].shape == (6, 3)
-  np.testing.assert_allclose(mean_aux['baseline_logits'][:, 0], params['baseline']['bias'][0])
+  assert mean_aux['log_probs'].shape == mean_aux['baseline_logits'].shape == (6, 1, 3)
+  np.testing.assert_allclose(mean_aux['baseline_logits'][:, 0, 0], params['baseline']['bias'][0])
   _, sampled = model.apply(variables, images, train=True, rngs=family.rngs(jax.random.key(9)))
   first = np.asarray(sampled['locations'][:, 0])
   assert np.all(np.abs(first) < 1)  # σ = 0.2 around a start near 0: nothing was clipped
-  np.testing.assert_allclose(sampled['log_probs'][:, 0],
+  np.testing.assert_allclose(sampled['log_probs'][:, 0, 0],
                              ram.gaussian_log_prob(first, start, 0.2), rtol=1e-5)
 
 
@@ -240,19 +268,25 @@ def test_random_policy_has_no_log_probability_and_ignores_the_centre():
   family, model, variables, images = tiny_ram(**{'model.policy': 'random'})
   _, aux = model.apply(variables, images, train=True, rngs=family.rngs(jax.random.key(11)))
   # No location is chosen, so there is nothing to score.
-  assert aux['log_probs'].shape == aux['baseline_logits'].shape == (6, 0)
+  assert aux['log_probs'].shape == aux['baseline_logits'].shape == (6, 1, 0)
   assert np.all(np.abs(aux['locations'][:, 0]) > 0)
   assert not {'location', 'baseline'} & set(variables['params'])
+
+
+def _student(trajectory_logits, aux, labels):
+  return objectives.Student(logits=trajectory_logits[:, 0],
+                            aux={'trajectory_logits': trajectory_logits, **aux},
+                            transfer_points=(), pixels=None, labels=labels, step=0,
+                            num_train_steps=1, inference_loss=None)
 
 
 def test_hybrid_loss_weighs_its_terms_and_rewards_correct_classifications():
   logits = jnp.array([[2., 0.], [0., 1.], [3., 0.]])  # predicts 0, 1, 0
   labels = jnp.array([0, 0, 0])  # right, wrong, right: R = 1, 0, 1
   # Baseline logits 0, 0 and log 3: b = 1/2, 1/2, 3/4.
-  aux = {'log_probs': jnp.array([[-1.], [-2.], [-3.]]),
-         'baseline_logits': jnp.array([[0.], [0.], [math.log(3)]])}
-  student = objectives.Student(logits=logits, aux=aux, transfer_points=(), pixels=None,
-                               labels=labels, step=0, num_train_steps=1, inference_loss=None)
+  aux = {'log_probs': jnp.array([[[-1.]], [[-2.]], [[-3.]]]),
+         'baseline_logits': jnp.array([[[0.]], [[0.]], [[math.log(3)]]])}
+  student = _student(logits[:, None], aux, labels)
   loss, terms = glimpse_family.HybridLoss(reinforce_weight=0.1, baseline_weight=2.)(student, {})
   cross_entropy = objectives.cross_entropy(logits, labels).mean()
   reinforce = -(-1 * 0.5 + -2 * -0.5 + -3 * 0.25) / 3  # −mean log π (R − b)
@@ -264,6 +298,31 @@ def test_hybrid_loss_weighs_its_terms_and_rewards_correct_classifications():
   np.testing.assert_allclose(loss, cross_entropy + 0.1 * reinforce + 2. * baseline, rtol=1e-6)
 
 
+def test_leave_one_out_baselines_are_the_other_trajectories_mean_reward():
+  rewards = jnp.array([[1., 0., 1.], [0., 0., 0.], [1., 1., 1.]])
+  np.testing.assert_allclose(losses.leave_one_out_baselines(rewards),
+                             [[0.5, 1., 0.5], [0., 0., 0.], [1., 1., 1.]])
+
+
+def test_hybrid_loss_with_two_trajectories_uses_each_others_reward_as_baseline():
+  # Image 0: trajectory 0 right, 1 wrong (advantages +1, −1); image 1: both right (0, 0).
+  trajectory_logits = jnp.array([[[2., 0.], [0., 1.]], [[1., 0.], [3., 0.]]])
+  labels = jnp.array([0, 0])
+  aux = {'log_probs': jnp.array([[[-1., -2.], [-3., -0.5]], [[-1., -1.], [-2., -2.]]]),
+         'baseline_logits': jnp.zeros((2, 2, 0))}
+  loss, terms = glimpse_family.HybridLoss(reinforce_weight=0.1, baseline_weight=2.)(
+      _student(trajectory_logits, aux, labels), {})
+  cross_entropy = objectives.cross_entropy(
+      trajectory_logits.reshape(4, 2), jnp.zeros(4, jnp.int32)).mean()
+  # −mean over the 4 trajectories of Σ_t log π · A: (−3·1 + −3.5·−1 + 0 + 0) → −0.5 / 4.
+  reinforce = -(-3. * 1 + -3.5 * -1) / 4
+  np.testing.assert_allclose(terms['classification_loss'], cross_entropy, rtol=1e-6)
+  np.testing.assert_allclose(terms['reinforce_loss'], reinforce, rtol=1e-6)
+  assert terms['baseline_loss'] == 0
+  np.testing.assert_allclose(terms['reward'], 3 / 4, rtol=1e-6)
+  np.testing.assert_allclose(loss, cross_entropy + 0.1 * reinforce, rtol=1e-6)
+
+
 @pytest.mark.parametrize('overrides, message', [
     ({'model.core': 'gru'}, 'config.model.core'),
     ({'model.num_glimpses': 0}, 'config.model.num_glimpses'),
@@ -272,6 +331,7 @@ def test_hybrid_loss_weighs_its_terms_and_rewards_correct_classifications():
     ({'model.reinforce_weight': -1.}, 'config.model.reinforce_weight'),
     ({'model.baseline_weight': -0.5}, 'config.model.baseline_weight'),
     ({'model.eval_samples': 0}, 'config.model.eval_samples'),
+    ({'model.train_trajectories': 0}, 'config.model.train_trajectories'),
     ({'model.location_hidden_units': -8}, 'config.model.location_hidden_units'),
 ])
 def test_bad_model_values_name_the_field(overrides, message):

@@ -20,6 +20,10 @@
     effect.
   eval_samples: S, the sampled trajectories whose class probabilities are averaged for
     `sampled_accuracy`.
+  train_trajectories: M, the trajectories sampled per training image (default 1). With M = 1
+    REINFORCE subtracts the learned baseline; with M ≥ 2 each trajectory's baseline is the mean
+    reward of the image's other trajectories (no learned baseline), and every trajectory's
+    cross-entropy trains the classifier. Each step then costs M times as much.
 
 The objective is RAM's hybrid loss (`HybridLoss`); `config.transfer.method` must stay 'none'.
 Evaluation reports the accuracy with the policy's mean locations (`accuracy`; it ranks the best
@@ -52,7 +56,7 @@ _FIELDS = ('num_glimpses', 'patch_size', 'num_scales', 'scale_factor', 'location
            'baseline_weight', 'eval_samples')
 _POSITIVE_INTEGERS = ('num_glimpses', 'patch_size', 'num_scales', 'scale_factor',
                       'glimpse_units', 'location_units', 'glimpse_output_units', 'hidden_units',
-                      'eval_samples')
+                      'eval_samples', 'train_trajectories')
 _CHOICES = {'core': ram.CORES, 'initial_location': ram.INITIAL_LOCATIONS,
             'policy': ram.POLICIES}
 
@@ -60,11 +64,13 @@ _CHOICES = {'core': ram.CORES, 'initial_location': ram.INITIAL_LOCATIONS,
 class HybridLoss(objectives.Objective):
   """RAM's hybrid loss (§2.2): cross-entropy + w_r · REINFORCE + w_b · baseline regression.
 
-  The reward is R = 1 when the classification is right at the end of the episode, else 0. The
+  Every term is averaged over the M trajectories of each image (aux 'trajectory_logits' [B, M,
+  K]). The reward is R = 1 when a trajectory's classification is right at its end, else 0. The
   cross-entropy trains classifier, core and glimpse network; the REINFORCE term (averaged over
-  the batch, lpta.losses.reinforce_loss) only the location policy; the baseline term, the log
-  loss of b_t = sigmoid(baseline logit) against R, only the baseline (lpta.models.ram puts the
-  stop-gradients there). Logs each term and the mean reward.
+  the batch, lpta.losses.reinforce_loss) only the location policy, with R minus a baseline: for
+  M = 1 the learned b_t = sigmoid(baseline logit), which the baseline term (its log loss against
+  R) trains alone, and for M ≥ 2 the mean reward of the image's other trajectories
+  (lpta.models.ram puts the stop-gradients there). Logs each term and the mean reward.
   """
   method = 'hybrid'
 
@@ -79,12 +85,17 @@ class HybridLoss(objectives.Objective):
 
   def __call__(self, student, targets):
     aux, labels = student.aux, student.labels
+    logits = aux['trajectory_logits']  # [B, M, K]
     rewards = jax.lax.stop_gradient(
-        (jnp.argmax(student.logits, axis=-1) == labels).astype(jnp.float32))
+        (jnp.argmax(logits, axis=-1) == labels[:, None]).astype(jnp.float32))
+    if logits.shape[1] == 1:
+      baselines = jax.nn.sigmoid(aux['baseline_logits'])
+    else:
+      baselines = losses.leave_one_out_baselines(rewards)[..., None]
+    per_trajectory_labels = jnp.broadcast_to(labels[:, None], rewards.shape)
     terms = {
-        'classification_loss': objectives.cross_entropy(student.logits, labels).mean(),
-        'reinforce_loss': losses.reinforce_loss(
-            aux['log_probs'], rewards, jax.nn.sigmoid(aux['baseline_logits'])),
+        'classification_loss': objectives.cross_entropy(logits, per_trajectory_labels).mean(),
+        'reinforce_loss': losses.reinforce_loss(aux['log_probs'], rewards, baselines),
         'baseline_loss': losses.baseline_loss(aux['baseline_logits'], rewards),
         'reward': rewards.mean(),
     }
@@ -133,8 +144,9 @@ class RecurrentGlimpseModels(families.Family):
   def validate(self) -> None:
     config = self.model_config
     families.require_fields(config, _FIELDS)
+    values = {**config, **families.added_fields(config, ('train_trajectories',))}
     for field in (*_POSITIVE_INTEGERS, 'location_hidden_units'):
-      value, minimum = config[field], 0 if field == 'location_hidden_units' else 1
+      value, minimum = values[field], 0 if field == 'location_hidden_units' else 1
       if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f'config.model.{field}={value!r} must be an integer >= {minimum}.')
     for field, choices in _CHOICES.items():
@@ -163,7 +175,8 @@ class RecurrentGlimpseModels(families.Family):
         location_units=config.location_units,
         glimpse_output_units=config.glimpse_output_units, core=config.core,
         hidden_units=config.hidden_units, initial_location=config.initial_location,
-        policy=config.policy, location_hidden_units=config.location_hidden_units, dtype=dtype)
+        policy=config.policy, location_hidden_units=config.location_hidden_units,
+        **families.added_fields(config, ('train_trajectories',)), dtype=dtype)
 
   def objective(self, config, model, image_shape, teacher=None):
     if config.transfer.method != 'none':

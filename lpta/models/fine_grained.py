@@ -84,8 +84,9 @@ def glimpse_sides(image_side: int, start_size: int, num_resolutions: int) -> tup
 
 
 class FineGrainedGlimpseModel(nn.Module):
-  """images [B, S, S, C] -> (logits [B, K], aux) with aux as lpta.models.ram's: 'locations'
-  [B, T, 2], 'log_probs' [B, T], 'baseline_logits' [B, T] (T = num_glimpses decisions)."""
+  """images [B, S, S, C] -> (logits [B, K], aux) with aux as lpta.models.ram's for one
+  trajectory (M = 1): 'trajectory_logits' [B, 1, K], 'locations' [B, T, 2], 'log_probs'
+  [B, 1, T], 'baseline_logits' [B, 1, T] (T = num_glimpses decisions)."""
   num_classes: int
   trunk: str = 'resnet50'
   trunk_frozen: bool = True
@@ -133,10 +134,13 @@ class FineGrainedGlimpseModel(nn.Module):
           images, location, glimpse_sides(side, self.start_size, self.num_resolutions), size)
       glimpse_features = features(patches.reshape(-1, size, size, channels)).mean((1, 2))
       carry, hidden = core(carry, glimpse_features.reshape(batch, -1))
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)
-    aux = {'locations': jnp.stack(locations, 1), 'log_probs': jnp.stack(log_probs, 1),
-           'baseline_logits': jnp.stack(baseline_logits, 1)}
-    return at_least_float32(logits), aux
+    classifier = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')
+    logits = at_least_float32(classifier(hidden))
+    # One trajectory per image: the M = 1 axis of lpta.models.ram's aux.
+    aux = {'trajectory_logits': logits[:, None], 'locations': jnp.stack(locations, 1),
+           'log_probs': jnp.stack(log_probs, 1)[:, None],
+           'baseline_logits': jnp.stack(baseline_logits, 1)[:, None]}
+    return logits, aux
 
 
 class RegionAttention(nn.Module):

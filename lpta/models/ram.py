@@ -123,12 +123,19 @@ class LocationNetwork(nn.Module):
 class RecurrentAttentionModel(nn.Module):
   """RAM. images [B, H, W, C] -> (logits [B, K], aux).
 
-  aux: 'locations' [B, T, 2] the (clipped) glimpse locations; 'log_probs' [B, C] the policy's
-  log-probability of each chosen location; 'baseline_logits' [B, C] the logit of the reward
-  estimate made with each choice, b = sigmoid(logit). C = T when the policy also chooses the
-  first location (initial_location 'learned': l_1 from h_0 = 0, a learned starting point
-  explored with the same σ), T − 1 when l_1 is at the centre or uniformly random, and 0 for
-  policy 'random' (which has no parameters for them).
+  In training every image is looked at through M = `train_trajectories` independently sampled
+  trajectories (Ba, Mnih & Kavukcuoglu 2015 sample several per image; with M ≥ 2 each one's
+  REINFORCE baseline is the mean reward of the others, lpta.losses.leave_one_out_baselines), in
+  inference through one (M = 1).
+
+  aux: 'trajectory_logits' [B, M, K] each trajectory's logits (the returned logits are the log of
+  their mean class probabilities); 'locations' [B, T, 2] the (clipped) glimpse locations of the
+  first trajectory; 'log_probs' [B, M, C] the policy's log-probability of each chosen location;
+  'baseline_logits' [B, M, C] or [B, M, 0] the logit of the learned reward estimate made with
+  each choice, b = sigmoid(logit), learned only with train_trajectories = 1. C = T when the
+  policy also chooses the first location (initial_location 'learned': l_1 from h_0 = 0, a learned
+  starting point explored with the same σ), T − 1 when l_1 is at the centre or uniformly random,
+  and 0 for policy 'random' (which has no parameters for them).
 
   Locations are sampled in training and, with `sample_locations=True`, in inference; otherwise
   the policy's means are used (deterministic evaluation). Draws from the 'location' stream.
@@ -147,11 +154,15 @@ class RecurrentAttentionModel(nn.Module):
   initial_location: str = 'centre'
   policy: str = 'learned'
   location_hidden_units: int = 0
+  train_trajectories: int = 1
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, images, *, train: bool, sample_locations: bool | None = None):
     sample = train if sample_locations is None else sample_locations
+    trajectories = self.train_trajectories if train else 1
+    # Row b·M + m is trajectory m of image b.
+    images = jnp.repeat(images, trajectories, axis=0)
     batch_size = images.shape[0]
     glimpse_network = GlimpseNetwork(
         self.patch_size, self.num_scales, self.scale_factor, self.glimpse_units,
@@ -172,15 +183,22 @@ class RecurrentAttentionModel(nn.Module):
         location, log_prob = sample_location(jnp.tanh(policy(state)), self.location_std,
                                              self.make_rng('location') if sample else None)
         log_probs.append(log_prob)
-        baseline_logits.append(baseline(state)[:, 0])
+        if self.train_trajectories == 1:
+          baseline_logits.append(baseline(state)[:, 0])
       locations.append(location)
       carry, hidden = core(carry, glimpse_network(images, location))
       state = jax.lax.stop_gradient(at_least_float32(hidden))
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)
-    aux = {'locations': jnp.stack(locations, axis=1),
-           'log_probs': _stack_steps(log_probs, batch_size),
-           'baseline_logits': _stack_steps(baseline_logits, batch_size)}
-    return at_least_float32(logits), aux
+    per_image = lambda values: values.reshape(
+        batch_size // trajectories, trajectories, *values.shape[1:])
+    logits = per_image(at_least_float32(
+        nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)))
+    aux = {'trajectory_logits': logits,
+           'locations': per_image(jnp.stack(locations, axis=1))[:, 0],
+           'log_probs': per_image(_stack_steps(log_probs, batch_size)),
+           'baseline_logits': per_image(_stack_steps(baseline_logits, batch_size))}
+    if trajectories == 1:
+      return logits[:, 0], aux
+    return jax.nn.logsumexp(jax.nn.log_softmax(logits), axis=1) - math.log(trajectories), aux
 
   def _unchosen_location(self, batch_size):
     """[B, 2]: a location the policy does not choose, uniform for policy 'random' or
