@@ -4,11 +4,11 @@ Not meant to be run directly; translated_fashion_mnist_ram.py, cluttered_fashion
 canvas_baseline.py start from it. RAM's 60×60 recipe (Mnih et al. 2014, §4.1): 12×12 patches at
 3 scales (12, 24, 48 pixels), glimpse network 128/128/256 units, a ReLU RNN core of 256 units, a
 Gaussian policy of fixed σ, the hybrid loss. lpta's training recipe: 20 epochs of SGD (lr 0.05,
-momentum 0.9, cosine), the first location chosen by the policy from the zero state, the
-REINFORCE term weighted 1e-3
-(with SGD, the policy's learning rate: larger weights, or Adam, drove the policy's tanh into
-saturation and the glimpses into the corners). The canvases: lpta/data/canvases.py; every model
-field: lpta/families/glimpse.py.
+momentum 0.9, cosine), the first location chosen by the policy from the zero state, one
+trajectory per image with a logistic baseline, the REINFORCE term weighted 1e-3 (with SGD, the
+policy's learning rate: 0.01 and 0.1 moved the glimpses away from the item, 0.1 to the border;
+see the README's glimpse section). The canvases: lpta/data/canvases.py; every model field:
+lpta/families/glimpse.py.
 """
 
 import ml_collections

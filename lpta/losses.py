@@ -7,7 +7,8 @@ flip-symmetry loss compares a network's input gradient with that of the mirrored
 distillation (§2.3) is Hinton's. Everything is pure jax.numpy and jit-able; the teacher's inputs
 are treated as constants (jax.lax.stop_gradient). Shapes follow Flax (NHWC): activations [B, H, W,
 C], images [B, H, W, C], logits [B, K], integer labels [B]. The glimpse terms (RAM §2.2, "hybrid
-loss") take per-step log-probabilities and baseline logits [B, T] and rewards [B].
+loss") take per-step log-probabilities and baseline logits [B, M, T] and rewards [B, M] (M
+trajectories per image).
 """
 
 from typing import Callable, Sequence
