@@ -128,8 +128,9 @@ def test_a_real_change_of_default_is_still_refused():
 
 
 def test_added_fields_have_the_defaults_of_the_configs_that_define_them():
-  from configs import common, imagenet_resnet, ltpa  # pylint: disable=g-import-not-at-top
+  from configs import common, imagenet_resnet, ltpa, ram  # pylint: disable=g-import-not-at-top
   defined = {}
-  for config in (common.get_config(), ltpa.get_config(), imagenet_resnet.get_config()):
+  for config in (common.get_config(), ltpa.get_config(), imagenet_resnet.get_config(),
+                 ram.get_config()):
     defined.update(checkpoints._flatten(json.loads(config.to_json_best_effort())))  # pylint: disable=protected-access
   assert {field: defined[field] for field in checkpoints.ADDED_FIELDS} == checkpoints.ADDED_FIELDS
