@@ -190,7 +190,7 @@ def test_several_trajectories_per_image_are_independent_samples_whose_probabilit
   trajectory_logits = aux['trajectory_logits']
   assert trajectory_logits.shape == (6, 3, 5)
   assert aux['log_probs'].shape == (6, 3, 2) and aux['baseline_logits'].shape == (6, 3, 0)
-  assert aux['locations'].shape == (6, 3, 2)  # the first trajectory's
+  assert aux['locations'].shape == (6, 3, 2)  # [B, T, 2]: the first trajectory's 3 glimpses
   np.testing.assert_allclose(
       jax.nn.softmax(logits), jax.nn.softmax(trajectory_logits).mean(axis=1), rtol=1e-5)
   for m in (1, 2):  # each trajectory samples its own locations
