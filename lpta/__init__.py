@@ -10,6 +10,8 @@ import os
 
 from lpta import xla_cpu
 
+__version__ = '0.3.0'
+
 xla_cpu.configure()
 # On Intel CPUs TensorFlow announces its oneDNN kernels with two lines on stderr when it is
 # imported, which would break the one-line error messages. lpta runs no TensorFlow math (TF reads
