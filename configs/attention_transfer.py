@@ -8,13 +8,14 @@ these recipes of szagoruyko/attention-transfer. The objective is chosen with
 import ml_collections
 
 from configs import common
+from lpta import families
 
 
 def wrn(config: ml_collections.ConfigDict, depth: int,
         widen_factor: float) -> ml_collections.ConfigDict:
   """A WRN-depth-widen_factor (depth = 6n + 4; widths 16k, 32k, 64k)."""
-  config.model = ml_collections.ConfigDict(dict(name='wrn', depth=depth,
-                                                widen_factor=widen_factor))
+  config.model = families.default_config('wrn')
+  config.model.update(depth=depth, widen_factor=widen_factor)
   return config
 
 
@@ -37,9 +38,9 @@ def imagenet_recipe(depth: int) -> ml_collections.ConfigDict:
   config = common.get_config()
   config.data.name = 'imagenet2012'
   config.data.random_crop_padding = 0
-  # preactivation: the torchvision layout (False), or pre-activation blocks (True: the network
-  # of AT's released resnet-18-at-export.pth, python -m lpta.import_weights).
-  config.model = ml_collections.ConfigDict(dict(name='resnet', depth=depth, preactivation=False))
+  # torchvision's post-activation layout (lpta/families/attention_transfer.py: preactivation).
+  config.model = families.default_config('resnet')
+  config.model.depth = depth
   config.optimizer.weight_decay = 1e-4
   config.optimizer.schedule = 'multistep'
   config.optimizer.decay_factor = 0.1

@@ -14,10 +14,12 @@ cluttered_fashion_mnist_ram.py); MODEL is one of
     (RAM's "random glimpses" row, which had 8).
 Optimiser, schedule and epochs are those of the RAM configs. The default is translated,cnn, e.g.
   python main.py --config=configs/canvas_baseline.py:cluttered,random_glimpses
+trains in runs/canvas_baseline_cluttered_random_glimpses: each TASK,MODEL has its own default
+workdir (main.py adds the config's argument to the file name).
 
 Published (MNIST digits, 60×60): translated FC-64 6.42, FC-256 2.63, Conv 1.62% error; cluttered
 FC-64 28.58, FC-256 11.96, Conv 8.09, 8 random glimpses 14.4% error.
-Expected: see the README's glimpse table (measured on 2 CPU cores).
+Expected: see the canvas table of docs/glimpse_models.md (measured on 2 CPU cores).
 """
 
 import ml_collections
@@ -36,8 +38,9 @@ MODELS = {
 def get_config(arguments: str = 'translated,cnn') -> ml_collections.ConfigDict:
   task, _, model = arguments.partition(',')
   if task not in TASKS or model not in (*MODELS, 'random_glimpses'):
-    raise ValueError(f'configs/canvas_baseline.py:{arguments} is not TASK,MODEL with TASK in '
-                     f'{", ".join(TASKS)} and MODEL in {", ".join(MODELS)}, random_glimpses.')
+    raise ValueError(f'{arguments!r} is not TASK,MODEL: TASK is one of {", ".join(TASKS)} and '
+                     f'MODEL one of {", ".join(MODELS)}, random_glimpses; e.g. '
+                     '--config=configs/canvas_baseline.py:cluttered,cnn.')
   config = ram.get_config()
   if task == 'cluttered':
     config.data.name = 'cluttered_fashion_mnist'

@@ -7,8 +7,8 @@ The backbone of cifar100_rn_att2 (18 bottleneck units per stage, widths 64, 128,
 BN-ReLU, global average pooling and a linear classifier; the same recipe and differences from
 the official code. 1,726,388 parameters.
 
-Published: 24.4% top-1 error (quoted by an ICLR'18 reproducibility write-up; provenance unclear,
-seed-systems §1.12).
+Published: 24.4% top-1 error (quoted by an ICLR'18 reproducibility write-up; provenance unclear;
+the paper's cell is not verified here).
 Expected: not yet run.
 
 Protocol: trains on the whole training split and reports the final test accuracy, as the

@@ -12,10 +12,10 @@ scripts/main.sh): SGD lr 0.1, Nesterov momentum 0.9 without dampening, weight de
 flips. Differences: lpta pads the crops with zeros (the official code reflects) and draws them per
 image (officially one offset per batch), normalises per channel (officially the whitened t7
 files; --config.data.zca=True is closer), keeps the momentum at the rate drops (officially
-reset) and does not average gradients at the branch points (seed-systems §1.11).
+reset) and does not average gradients at the branch points (RESNET/train_attenunit_2levels.lua).
 2,430,134 parameters (cifar10_rn_att2: 2,395,484).
 
-Published: the paper's RN-att2 cells are not verified here (seed-systems §1.12).
+Published: the paper's RN-att2 cells (Jetley et al. 2018, Table 1) are not verified here.
 Expected: not yet run.
 
 Protocol: trains on the whole training split and reports the final test accuracy, as the
@@ -26,25 +26,15 @@ paper did; no checkpoint is selected. --config.data.validation_split=5000 holds 
 import ml_collections
 
 from configs import common
+from lpta import families
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = common.get_config()
   config.data.name = 'cifar100'
-  config.model = model = ml_collections.ConfigDict()
-  model.name = 'attention_resnet'  # 'attention_resnet' (RN-att2) or 'preact_resnet' (RN-164)
-  model.depth = 164  # 9n + 2: n bottleneck units per stage
-  model.compatibility = 'pc'  # 'pc': <u, l + g>; 'dp': <l, g>
-  model.normalisation = 'softmax'  # 'softmax' over positions; 'sigmoid' gates + average pooling
-  model.projection = 'g_down'  # stage 2 is narrower than g: 'g_down' (official) or 'l_up'
-  model.score_bias = True  # bias of u (official: yes)
-  model.head = 'concat'  # 'concat': one classifier on [g_a^1, g_a^2]; 'indep': one per level
-  model.head_preactivation = True  # BN-ReLU-Dropout .3 on each g_a before the classifier
-  model.dropout = True  # the official dropout rates (.4/.5 in the global branch, .5, .3)
-  model.width = 1.0  # channel multiplier; 1.0 is the paper's network
-  # The official trainer's backward pass (seed-systems §1.11): gradients averaged, not summed,
-  # where g feeds the attention modules and where each tapped map branches off. Off: autodiff.
-  model.junction_gradient_averaging = False
+  # RN-att2 (official layout), every field at its default (lpta/families/ltpa.py declares and
+  # documents them); 'preact_resnet' is the baseline RN-164 (`baseline` below).
+  config.model = families.default_config('attention_resnet')
   config.optimizer.nesterov = True
   config.optimizer.schedule = 'multistep'
   config.optimizer.decay_factor = 0.2
@@ -56,5 +46,5 @@ def get_config() -> ml_collections.ConfigDict:
 
 def baseline(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The same recipe for the pre-activation ResNet-164 without attention."""
-  config.model = ml_collections.ConfigDict(dict(name='preact_resnet', depth=164, width=1.0))
+  config.model = families.default_config('preact_resnet')
   return config

@@ -5,8 +5,8 @@ Command:
 
 Same network and recipe as cifar100_rn164. 1,703,258 parameters.
 
-Published: 6.04% top-1 error (quoted by an ICLR'18 reproducibility write-up; provenance unclear,
-seed-systems §1.12).
+Published: 6.04% top-1 error (quoted by an ICLR'18 reproducibility write-up; provenance unclear;
+the paper's cell is not verified here).
 Expected: not yet run.
 
 Protocol: trains on the whole training split and reports the final test accuracy, as the

@@ -6,7 +6,7 @@ Command:
 Same network and recipe as cifar100_rn_att2 (read its differences from the official code).
 2,395,484 parameters.
 
-Published: the paper's RN-att2 cell is not verified here (seed-systems §1.12).
+Published: the paper's RN-att2 cell (Jetley et al. 2018, Table 1) is not verified here.
 Expected: not yet run.
 
 Protocol: trains on the whole training split and reports the final test accuracy, as the

@@ -10,7 +10,7 @@ configs/canvas_baseline.py.
 
 Published (MNIST digits, not Fashion-MNIST): RAM 6 glimpses 4.08% error, 8 random glimpses 14.4%,
 Conv 8.09%, FC-256 11.96%.
-Expected: see the README's glimpse table (measured on 2 CPU cores).
+Expected: see the canvas table of docs/glimpse_models.md (measured on 2 CPU cores).
 """
 
 from configs import ram

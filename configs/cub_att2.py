@@ -4,9 +4,9 @@ Commands (train the CIFAR-100 network first, or point init_from at any att2 run)
   python main.py --config=configs/cifar100_att2.py
   python main.py --config=configs/cub_att2.py --config.init_from.workdir=runs/cifar100_att2
 
-The LTPA paper's fine-grained experiment (seed-systems §1.9, §1.10): birds cropped to their
-ground-truth boxes and resized to 80×80 (lpta/data/cub.py; prepare CUB offline as the README's
-"Data without a network" says), the official 5,994 / 5,794 split, the last 594 training crops
+The LTPA paper's fine-grained experiment (the official VGGNet/run_expt_cubs200.sh): birds
+cropped to their ground-truth boxes and resized to 80×80 (lpta/data/cub.py; prepare CUB offline
+as docs/offline_data.md says), the official 5,994 / 5,794 split, the last 594 training crops
 held out to rank the best checkpoint. The official CUB network inserts a 5×5 max-pool of stride 5
 after conv 7 (`model.first_pool_size`), so conv 8 onwards sees the CIFAR network's sizes (16×16 at
 conv 10, 8×8 at conv 13, 1×1 before FC-1): every CIFAR-100 array loads unchanged but the 200-way
@@ -24,7 +24,8 @@ import ml_collections
 
 from configs import ltpa
 
-# The official CUB schedule (seed-systems §1.10): 0.1 → 0.2 (epoch 30) → 0.4 (60) → ×0.5 every 30.
+# The official CUB schedule (VGGNet/run_expt_cubs200.sh): 0.1 → 0.2 (epoch 30) → 0.4 (60) →
+# ×0.5 every 30.
 DECAY_EPOCHS = (30, 60) + tuple(range(90, 301, 30))
 DECAY_FACTORS = (2., 2.) + (.5,) * len(range(90, 301, 30))
 

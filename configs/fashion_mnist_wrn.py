@@ -10,7 +10,7 @@ images (fashion_mnist_at). A WRN-16-2 trains at about 57 images/s on 2 CPU
 cores, so the whole training split would take 18 minutes per epoch. The student's config is
 fashion_mnist_at.
 
-Expected: see the README's attention-transfer table (measured on 2 CPU cores).
+Expected: see the Fashion-MNIST table of docs/attention_transfer.md (measured on 2 CPU cores).
 """
 
 from configs import attention_transfer

@@ -1,5 +1,5 @@
-"""Pretraining of the fine-grained glimpse model's trunk on Stanford Dogs (the repository's
-pretrain.py, seed-systems §3.6).
+"""Pretraining of the fine-grained glimpse model's trunk on Stanford Dogs (pretrain.py of
+rohithreddy024/Visual-Attention-Pytorch).
 
 Command:
   python main.py --config=configs/stanford_dogs_glimpse_trunk.py --workdir=runs/dogs_trunk
@@ -11,14 +11,13 @@ lr 1e-4, betas (0.5, 0.999), batch 128, 100 epochs, flips. The repository starte
 weights, which lpta cannot load yet (so this trains from scratch), and selected on the test set;
 here the last 1,200 training images rank the checkpoints. Stanford Dogs must be prepared first
 (TFDS `stanford_dogs`; offline: put images.tar, annotation.tar and lists.tar in manual_dir). The
-glimpse model (configs/stanford_dogs_glimpse.py) points to this run's workdir.
+glimpse model (configs/stanford_dogs_glimpse.py) starts from this run's trunk.
 
 Expected: not yet run (the repository reports no pretraining accuracy).
 """
 
-import ml_collections
-
 from configs import common
+from lpta import families
 
 
 def get_config():
@@ -28,12 +27,9 @@ def get_config():
   data.image_size = 224  # the square crop; glimpses are cut from it
   data.random_crop_padding = 0  # the square crop is already random
   data.validation_split = 1200  # 10 of the 100 training images per breed rank the checkpoints
-  config.model = model = ml_collections.ConfigDict()
-  model.name = 'glimpse_trunk'
-  model.trunk = 'resnet50'  # 'resnet50' (5×5 stride-1 stem) or 'small_cnn'
-  model.small_trunk_widths = (16, 32, 64)  # 'small_cnn' only
-  model.glimpse_size = 96  # every crop is resized to 96×96
-  model.head_units = 1024
+  # A ResNet-50 trunk, crops resized to 96×96, heads of 1,024 units (lpta/families/fine_grained.py
+  # declares and documents the fields).
+  config.model = families.default_config('glimpse_trunk')
   config.optimizer.name = 'adam'
   config.optimizer.learning_rate = 1e-4
   config.optimizer.adam_betas = (0.5, 0.999)

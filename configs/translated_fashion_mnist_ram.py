@@ -11,7 +11,7 @@ ranks checkpoints on the last 5,000, reports the test canvases. The baselines on
 canvases: configs/canvas_baseline.py.
 
 Published (MNIST digits, not Fashion-MNIST): RAM 6 glimpses 1.22% error, Conv 1.62%, FC-256 2.63%.
-Expected: see the README's glimpse table (measured on 2 CPU cores).
+Expected: see the canvas table of docs/glimpse_models.md (measured on 2 CPU cores).
 """
 
 from configs import ram

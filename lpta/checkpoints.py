@@ -10,31 +10,44 @@ network and its input statistics, never the optimiser state):
   progress                         JSON {'step': int}
   config                           JSON, the run's resolved config
   dataset                          JSON {'name', 'image_shape', 'class_names'}
+  version                          JSON {'lpta': lpta.__version__, 'git_commit': the commit
+                                   of the checkout that wrote it, or None}
   metrics                          JSON, the evaluation metrics at that step (Orbax's item)
 
 The `keep_latest` newest checkpoints are kept, and the `keep_best` ones with the highest
 validation accuracy; the validation accuracy is written with each checkpoint, so a resumed run
 still knows which checkpoints are the best. Checkpoints saved without it (no validation split,
 or an interrupted run) are kept only while they are among the newest.
+
+A run that starts again resumes from its latest intact checkpoint (`resume`), once its config
+has been checked against the one it was saved with (`refuse_incompatible_resume`).
 """
 
+import functools
+import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
+import time
+import traceback
 from typing import Any, Mapping
 
 from absl import logging
 from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+import lpta
 from lpta.data import preprocessing
 from lpta.errors import CheckpointError, ConfigError
 
 TRAIN_STATE_ITEMS = ('params', 'batch_stats', 'opt_state')
-JSON_ITEMS = ('progress', 'config', 'dataset')
+JSON_ITEMS = ('progress', 'config', 'dataset', 'version')
 BEST_METRIC = 'validation_accuracy'
 # Config fields that may change when a run resumes: how it is logged, evaluated and stored, and
 # where its data lives. Any other change (model, data, schedule, seed, ...) is refused.
@@ -44,13 +57,6 @@ RESUMABLE_CHANGES = ('eval_batch_size', 'eval_every_epochs', 'log_every_steps',
 # The evaluators scheduled during training; where a new run's parameters came from (a resumed
 # run restores its own).
 RESUMABLE_PREFIXES = ('evals.', 'init_from.')
-# Fields added after runs were saved without them: a config that lacks one has this value.
-# The families read their config.model entries from here too (lpta.families.added_fields).
-ADDED_FIELDS = {'data.crop_to_box': True, 'optimizer.dampening': 0., 'optimizer.decay_factors': [],
-                'model.junction_gradient_averaging': False, 'model.first_pool_size': 2,
-                'model.preactivation': False, 'model.train_trajectories': 1}
-
-
 def check_workdir(workdir: epath.Path) -> None:
   """ConfigError unless a local `workdir` is, or can be made, a writable folder (URLs such as
   gs://... are checked when first written)."""
@@ -67,6 +73,14 @@ def check_workdir(workdir: epath.Path) -> None:
                       'user); choose a folder you can write to.')
 
 
+def _check_url_support(directory: str) -> None:
+  """ConfigError for a gs:// directory where google-cloud-storage, with which Orbax lists the
+  checkpoints of a bucket, is not installed."""
+  if directory.startswith('gs://') and importlib.util.find_spec('google.cloud.storage') is None:
+    raise ConfigError(f'{directory} is in a Google Cloud Storage bucket, which needs the package '
+                      'google-cloud-storage: pip install "lpta[gcs]" (setup.sh installs it).')
+
+
 def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   flat = {}
   for key, value in tree.items():
@@ -77,12 +91,14 @@ def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return flat
 
 
-def describe_config_change(saved_config: Mapping[str, Any],
-                           config: ml_collections.ConfigDict) -> str | None:
+def describe_config_change(saved_config: Mapping[str, Any], config: ml_collections.ConfigDict,
+                           added_values: Mapping[str, Any]) -> str | None:
   """'config.x is A in the checkpoint and B now' for the first field that a resumed run may
-  not change (any but RESUMABLE_CHANGES), or None."""
-  saved = {**ADDED_FIELDS, **_flatten(saved_config)}
-  current = {**ADDED_FIELDS, **_flatten(json.loads(config.to_json_best_effort()))}
+  not change (any but RESUMABLE_CHANGES), or None. `added_values` ({'part.field': value},
+  lpta.train.added_values()) are the values of fields that configs saved before them lack."""
+  added = json.loads(json.dumps(dict(added_values)))  # tuples as the JSON lists they are saved as
+  saved = {**added, **_flatten(saved_config)}
+  current = {**added, **_flatten(json.loads(config.to_json_best_effort()))}
   for field in sorted(set(saved) | set(current)):
     if (field in RESUMABLE_CHANGES or field.startswith(RESUMABLE_PREFIXES)
         or saved.get(field) == current.get(field)):
@@ -97,8 +113,11 @@ def _shown(flat_config: Mapping[str, Any], field: str) -> str:
 
 
 def _first_line(error: Exception) -> str:
+  """'<type>: <first line>', without the TensorStore spec that its errors append (thousands of
+  characters of JSON)."""
   lines = str(error).strip().splitlines()
-  return f'{type(error).__name__}: {lines[0] if lines else ""}'
+  first = lines[0].split(' [tensorstore_spec', 1)[0] if lines else ''
+  return f'{type(error).__name__}: {first}'
 
 
 class Checkpointer:
@@ -113,6 +132,7 @@ class Checkpointer:
     self.directory = epath.Path(directory)
     if '://' not in str(directory):  # a local path; URLs are absolute already
       self.directory = self.directory.absolute()
+    _check_url_support(str(directory))
     policies = [checkpoint_managers.LatestN(n=keep_latest)]
     if keep_best:
       policies.append(checkpoint_managers.BestN(
@@ -143,8 +163,14 @@ class Checkpointer:
     return max(candidates)[1] if candidates else None
 
   def resolve_step(self, step: str | int) -> int:
-    """'latest', 'best' or a step number -> a step that has a checkpoint (CheckpointError if
-    not)."""
+    """'latest', 'best' or a step number (an int, or a str of digits) -> a step that has a
+    checkpoint (CheckpointError if not, or for anything else)."""
+    if isinstance(step, str) and step.isascii() and step.isdigit():
+      step = int(step)
+    is_number = hasattr(type(step), '__index__') and not isinstance(step, (bool, str))
+    if not is_number and step not in ('latest', 'best'):
+      raise CheckpointError(f"step={step!r} names no checkpoint; use 'latest', 'best' or a step "
+                            'number such as 1000.')
     steps = self.all_steps()
     if step == 'latest':
       resolved = self.latest_step()
@@ -176,12 +202,13 @@ class Checkpointer:
     items['progress'] = ocp.args.JsonSave({'step': step})
     items['config'] = ocp.args.JsonSave(json.loads(config.to_json_best_effort()))
     items['dataset'] = ocp.args.JsonSave(dataset)
+    items['version'] = ocp.args.JsonSave(lpta_version())
     if metrics is not None and BEST_METRIC not in metrics:
       metrics = None  # Orbax ranks every checkpoint with metrics; these cannot be ranked.
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
 
   def read_json(self, step: int, name: str) -> dict[str, Any]:
-    """The JSON item `name` ('progress', 'config' or 'dataset') at `step`."""
+    """The JSON item `name` (one of JSON_ITEMS) at `step`."""
     try:
       return self._manager.restore(
           step, args=ocp.args.Composite(**{name: ocp.args.JsonRestore()}))[name]
@@ -200,6 +227,7 @@ class Checkpointer:
     """
     args = {name: ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
             for name, target in targets.items()}
+    _ignore_reads_finishing_after_a_failed_restore()
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as error:  # pylint: disable=broad-except
@@ -226,6 +254,33 @@ class Checkpointer:
     self._manager.close()
 
 
+def _is_late_read_callback(unraisable) -> bool:
+  """Whether an unraisable exception is a TensorStore read that finished after the event loop
+  of its failed Orbax restore was closed: RuntimeError('Event loop is closed'), raised by
+  asyncio's loop.call_soon_threadsafe."""
+  frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+  return (isinstance(unraisable.exc_value, RuntimeError)
+          and str(unraisable.exc_value) == 'Event loop is closed'
+          and any(frame.name == 'call_soon_threadsafe' for frame in frames))
+
+
+@functools.cache
+def _ignore_reads_finishing_after_a_failed_restore() -> None:
+  """When one array of a damaged checkpoint cannot be read, Orbax's restore fails at once and
+  closes its event loop while TensorStore still reads the others; each of those reads then
+  reports the closed loop as an unraisable exception (a traceback on stderr, dozens for one
+  damaged checkpoint) around the one line that says what happened. They are dropped, from the
+  first restore on (some arrive before the restore raises); every other unraisable exception
+  still goes to the previous hook."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _is_late_read_callback(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def _normalisation_tree(normalisation) -> dict[str, Any]:
   tree = {'mean': normalisation.mean, 'std': normalisation.std}
   if normalisation.zca_matrix is not None:
@@ -244,3 +299,94 @@ def restore_normalisation(checkpointer: Checkpointer, step: int, image_shape, zc
     target['zca_matrix'] = jax.ShapeDtypeStruct((dim, dim), 'float32', sharding=sharding)
   tree = checkpointer.restore_items(step, {'normalisation': target})['normalisation']
   return preprocessing.Normalisation(tree['mean'], tree['std'], tree.get('zca_matrix'))
+
+
+@functools.cache
+def lpta_version() -> dict[str, str | None]:
+  """{'lpta': lpta.__version__, 'git_commit': the commit of the git checkout lpta is imported
+  from (with '-dirty' when tracked files differ from it), or None when it is not one}."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(lpta.__file__)))
+  commit = None
+  if os.path.exists(os.path.join(root, '.git')):
+    try:
+      commit = subprocess.run(['git', '-C', root, 'rev-parse', 'HEAD'], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+      changed = subprocess.run(['git', '-C', root, 'status', '--porcelain',
+                                '--untracked-files=no'], capture_output=True, text=True,
+                               check=True, timeout=10).stdout.strip()
+      commit += '-dirty' if changed else ''
+    except (OSError, subprocess.SubprocessError):
+      commit = None
+  return {'lpta': lpta.__version__, 'git_commit': commit}
+
+
+def write_config_json(workdir: epath.Path, config: ml_collections.ConfigDict) -> None:
+  """<workdir>/config.json: the run's resolved config, with the lpta version that wrote it
+  under 'lpta_version' (lpta_version())."""
+  resolved = {'lpta_version': lpta_version(), **json.loads(config.to_json_best_effort())}
+  (workdir / 'config.json').write_text(json.dumps(resolved, indent=2) + '\n')
+
+
+def refuse_incompatible_resume(directory: epath.Path, config: ml_collections.ConfigDict,
+                               added_values: Mapping[str, Any]) -> None:
+  """CheckpointError, before anything is read or written, if the newest readable checkpoint
+  under `directory` was written with a config that this run may not resume with
+  (describe_config_change)."""
+  if not directory.is_dir():
+    return
+  reader = Checkpointer(directory, read_only=True)
+  try:
+    for step in reversed(reader.all_steps()):
+      try:
+        saved_config = reader.read_json(step, 'config')
+      except CheckpointError:
+        continue  # damaged: resume says so and falls back
+      change = describe_config_change(saved_config, config, added_values)
+      if change:
+        raise CheckpointError(
+            f'{directory} holds checkpoints of a run whose {change}; a resumed run keeps the '
+            'model, data, schedule and seed it started with. Use another --workdir, or the '
+            'config that wrote them.')
+      return
+  finally:
+    reader.close()
+
+
+def resume(checkpointer: Checkpointer, state, damaged_folder: epath.Path):
+  """The latest intact checkpoint restored into `state` (a TrainState), or `state` if there
+  is none.
+
+  Damaged newer checkpoints are moved to `damaged_folder` (nothing is deleted), with one
+  warning line each; if no checkpoint can be read, nothing is moved and the run is refused
+  (CheckpointError).
+  """
+  steps = checkpointer.all_steps()
+  for step in reversed(steps):
+    try:
+      restored = checkpointer.restore_state(step, state)
+    except CheckpointError as error:
+      logging.warning('The checkpoint at step %d is damaged (%s); trying the one before.', step,
+                      str(error).split(' (', 1)[-1].rstrip(').'))
+      continue
+    damaged = [newer for newer in steps if newer > step]
+    if damaged:
+      _set_aside(checkpointer, damaged, damaged_folder)
+    logging.info('Resuming from the checkpoint at step %d in %s.', step, checkpointer.directory)
+    return restored
+  if steps:
+    raise CheckpointError(
+        f'none of the checkpoints in {checkpointer.directory} (steps '
+        f'{", ".join(map(str, steps))}) can be read, and nothing was changed; move them away or '
+        'use another --workdir.')
+  return state
+
+
+def _set_aside(checkpointer: Checkpointer, steps, destination: epath.Path) -> None:
+  if jax.process_index() == 0:
+    destination.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+      target = destination / f'{step}-{int(time.time())}'
+      (checkpointer.directory / str(step)).rename(target)
+      logging.warning('Moved the damaged checkpoint at step %d to %s.', step, target)
+  multihost_utils.sync_global_devices('lpta: damaged checkpoints set aside')
+  checkpointer.reload()

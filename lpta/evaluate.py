@@ -23,9 +23,23 @@ from lpta.errors import LptaError
 from lpta.evaluators import config as evaluator_config
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a trained lpta run.')
-_STEP = flags.DEFINE_string('step', 'latest', "Checkpoint to use: 'latest', 'best' or a step.")
+_STEP = flags.DEFINE_string('step', 'latest', command_line.STEP_HELP)
 _EVAL = config_flags.DEFINE_config_file(
     'eval', None, f'Evaluators to run, comma-separated: {", ".join(sorted(evaluators.REGISTRY))}.')
+_GIVE_RUN_AND_EVAL = ('give --workdir=<a trained run> and --eval=<evaluator>, e.g. python -m '
+                      'lpta.evaluate --workdir=runs/quickstart --eval=fgsm; evaluators: '
+                      f'{", ".join(sorted(evaluators.REGISTRY))}.')
+USAGE = command_line.usage(
+    'python -m lpta.evaluate --workdir=RUN --eval=NAME[,NAME ...] [flags] [--eval.FIELD=VALUE ...]',
+    'Evaluates a trained run without retraining it: adversarial attacks, localisation and '
+    'faithfulness of its maps, feature probes. Each evaluator writes results.json, plots and CSV '
+    'files under <workdir>/eval/<name>/, adds its scalars to the run\'s TensorBoard events and '
+    'prints its results. With one evaluator its fields are --eval.FIELD=VALUE, with several '
+    '--eval.NAME.FIELD=VALUE; a wrong field is refused with the list of its fields.',
+    ['python -m lpta.evaluate --workdir=runs/quickstart --eval=fgsm --eval.max_examples=500',
+     'python -m lpta.evaluate --workdir=runs/quickstart --eval=localisation,deletion_insertion '
+     '--step=best'],
+    ['workdir', 'eval', 'step'])
 
 
 def expand_arguments(argv: list[str]) -> list[str]:
@@ -46,26 +60,28 @@ def expand_arguments(argv: list[str]) -> list[str]:
 
 
 def parse_flags(argv):
+  command_line.exit_if_help(argv, USAGE)
   argv = expand_arguments(argv)
   sys.argv = argv  # config_flags reads the --eval.* overrides from sys.argv
   try:
     remaining = flags.FLAGS(argv)
+    if _EVAL.value is None:
+      sys.exit(f'error: {_GIVE_RUN_AND_EVAL}')
     _EVAL.value.to_dict()  # a config that failed to load raises only when used
   except flags.Error as error:
-    sys.exit(f'error: {error}')
+    sys.exit(f'error: {command_line.first_line(error)}')
   except (LptaError, AttributeError, KeyError, ValueError, TypeError) as error:
-    sys.exit(f'error: {unknown_field_message(argv) or _first_line(error)}')
+    sys.exit(f'error: {unknown_field_message(argv) or command_line.first_line(error)}')
   return remaining
-
-
-def _first_line(error: Exception) -> str:
-  return (str(error).strip().splitlines() or [''])[0]
 
 
 def unknown_field_message(argv: list[str]) -> str | None:
   """What is wrong with the first `--eval.NAME.FIELD=...` of `argv` whose evaluator has no such
   field (or that names no evaluator given to --eval), or None."""
-  names = next(arg.split(':', 1)[1] for arg in argv if arg.startswith('--eval=')).split(',')
+  given = next((arg.split('=', 1)[1] for arg in argv if arg.startswith('--eval=')), None)
+  if given is None:
+    return None
+  names = given.split(':', 1)[-1].split(',')
   for arg in argv:
     if not arg.startswith('--eval.'):
       continue
@@ -81,18 +97,14 @@ def unknown_field_message(argv: list[str]) -> str | None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  command_line.refuse_arguments(argv, 'python -m lpta.evaluate')
   command_line.quiet_library_info()
   if not _WORKDIR.value or _EVAL.value is None:
-    sys.exit('error: give --workdir=<a trained run> and --eval=<evaluator>, e.g. python -m '
-             'lpta.evaluate --workdir=runs/quickstart --eval=fgsm; evaluators: '
-             f'{", ".join(sorted(evaluators.REGISTRY))}.')
+    sys.exit(f'error: {_GIVE_RUN_AND_EVAL}')
+  step = command_line.checkpoint_step(_STEP.value)
   try:
-    step = int(_STEP.value) if _STEP.value.isdigit() else _STEP.value
     run = runs.load_run(_WORKDIR.value, step)
-    print(f'{run.config.model.name} from {run.checkpoint} (step {run.step}), trained on '
-          f'{run.config.data.name}.')
+    print(f'{run.description()}.')
     writer = metric_writers.create_default_writer(run.workdir, just_logging=jax.process_index() > 0)
     for name, config in _EVAL.value.items():
       results = evaluators.evaluate_run(run, name, config, writer)

@@ -1,11 +1,7 @@
 """Fine-tuning: a new run that starts from the parameters of another lpta run (`config.init_from`).
 
-Fields of `config.init_from`:
-  workdir: the workdir of an earlier run (a path or URL; an imported run of
-    `python -m lpta.import_weights` too); None trains from scratch.
-  step: its checkpoint: 'latest', 'best' (by validation accuracy) or a step number.
-  exclude: module paths (e.g. ('global',)) whose parameters and statistics are re-initialised
-    even where they fit, e.g. a layer whose input size depends on the image size.
+The fields of `config.init_from` are declared in FIELDS: the run to start from, its step, and
+modules to re-initialise anyway.
 
 Every parameter and BatchNorm statistic of the new model is matched with the source run's by its
 path (`backbone/conv7/Conv_0/kernel`):
@@ -30,11 +26,24 @@ from absl import logging
 import flax.traverse_util
 import ml_collections
 
+from lpta import config_fields as cf
 from lpta import families
 from lpta import runs
 from lpta.errors import CheckpointError, ConfigError
 
 COLLECTIONS = ('params', 'batch_stats')
+FIELDS = (
+    cf.Field('workdir', None, 'The workdir (path or URL) of an earlier run, an imported one of '
+             'python -m lpta.import_weights too; None: train from scratch.',
+             cf.optional(cf.STRING), kind=str),
+    cf.Field('step', 'latest', "Its checkpoint: 'latest', 'best' (by validation accuracy) or a "
+             'step number.', cf.Check("must be 'latest', 'best' or a step number",
+                                      lambda step: step in ('latest', 'best')
+                                      or str(step).isdigit())),
+    cf.Field('exclude', (), "Module paths to re-initialise even where they fit, e.g. ('global',) "
+             'for a layer whose input size depends on the image size.',
+             cf.tuple_of(cf.STRING, 'module paths, e.g. "(\'global\',)"')),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +64,7 @@ class Report:
 
 def validate(init_from: ml_collections.ConfigDict) -> None:
   """ConfigError for a bad `config.init_from` value."""
-  step = init_from.step
-  if not (step in ('latest', 'best') or str(step).isdigit()):
-    raise ConfigError(f"config.init_from.step={step!r} must be 'latest', 'best' or a step "
-                      'number.')
-  exclude = init_from.exclude
-  if isinstance(exclude, str) or not all(isinstance(path, str) for path in exclude):
-    raise ConfigError(f'config.init_from.exclude={exclude!r} must be a tuple of module paths, '
-                      "e.g. \"('global',)\".")
+  cf.validated(init_from, FIELDS, 'config.init_from')
 
 
 def initialise_from(init_from: ml_collections.ConfigDict, variables: Mapping[str, Any],

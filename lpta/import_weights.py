@@ -22,11 +22,11 @@ Layouts: PyTorch convolution kernels are [out, in, kh, kw] (OIHW) and Flax's [kh
 bias, running_mean and running_var are Flax's scale and bias (params) and mean and var
 (batch_stats); num_batches_tracked is not used. Inputs are NCHW there and NHWC here.
 
---format=ltpa_pytorch_port: SaoYan/LearnToPayAttention's CIFAR-100 networks (seed-systems
-§1.4), model1.AttnVGG_before and model2.AttnVGG_after; their train.py saves the state_dict of an
+--format=ltpa_pytorch_port: SaoYan/LearnToPayAttention's CIFAR-100 networks,
+model1.AttnVGG_before and model2.AttnVGG_after; their train.py saves the state_dict of an
 nn.DataParallel, whose `module.` prefix is dropped. The state_dict cannot tell 'before' from
 'after' (same tensors) nor the normalize_attn flag: give --placement, and --normalisation
-(default softmax: the README's training commands pass --normalize_attn). The lpta network is
+(default softmax: the port's README trains with --normalize_attn). The lpta network is
 configs/cifar100_att3_{placement}.py: attention_vgg, att3, 'pc' without bias, l projected up,
 concat head without BatchNorm, no dropout, BN epsilon 1e-5.
   conv_block{1..6}.op.{i}    ConvBlock(n convs): [Conv2d 3×3, BatchNorm2d, ReLU] × n, and a
@@ -43,10 +43,10 @@ Normalisation: the port's mean (0.5071, 0.4867, 0.4408) and std (0.2675, 0.2565,
 classes: CIFAR-100's fine labels in TFDS (and torchvision) order.
 
 --format=at_functional_zoo: szagoruyko/functional-zoo's "folded" ImageNet ResNets: the
-fb.resnet.torch ResNet-18 and ResNet-34 (resnet-18-export.pth, resnet-34-export.pth; the
-ResNet-34 is the teacher of attention-transfer's imagenet.py, seed-systems §2.4), and the AT
-paper's pre-activation ResNet-18 student (resnet-18-at-export.pth, §2.8), told apart by its
-`affine*` tensors. The depth is read from the number of blocks per group; the network is
+fb.resnet.torch ResNet-18 and ResNet-34 (resnet-18-export.pth, resnet-34-export.pth; the ResNet-34
+is the teacher of attention-transfer's imagenet.py), and the AT paper's pre-activation ResNet-18
+student (resnet-18-at-export.pth, released in the AT code's README), told apart by its `affine*`
+tensors. The depth is read from the number of blocks per group; the network is
 configs/imagenet_resnet.py with that depth (lpta.models.resnet.ResNet), and
 config.model.preactivation = True for the pre-activation export.
 
@@ -471,7 +471,7 @@ def import_weights(format_name: str, checkpoint: str, workdir: epath.PathLike, *
                       config, dataset, preprocessing.Normalisation(mean, std))
   finally:
     checkpointer.close()
-  (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
+  checkpoints.write_config_json(workdir, config)
   source = checkpoint if '://' in checkpoint else os.path.abspath(checkpoint)
   provenance = {'format': format_name, 'checkpoint': source, 'sha256': sha256,
                 'placement': placement, 'normalisation': normalisation}
@@ -492,8 +492,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  command_line.refuse_arguments(argv, 'python -m lpta.import_weights')
   command_line.quiet_library_info()
   args = flags.FLAGS
   if not (args.format and args.checkpoint and args.workdir):
@@ -510,6 +509,26 @@ def main(argv):
         f'--eval=..., or as config.init_from.workdir / config.teacher.workdir.')
 
 
+def usage_text() -> str:
+  """The --help text (after define_flags)."""
+  formats = command_line.table([(name, DESCRIPTIONS[name]) for name in FORMATS])
+  return command_line.usage(
+      'python -m lpta.import_weights --format=FORMAT --checkpoint=FILE.pth --workdir=NEW_DIR '
+      '[flags]',
+      "Imports released PyTorch weights (a state_dict) as an lpta run: the tensors are mapped "
+      "to lpta's network and written, with the config of the matching experiment in configs/, "
+      'the input statistics and the class names, as a checkpoint at step 0 in a new workdir, '
+      'which lpta.predict, lpta.evaluate, lpta.load_run, fine-tuning and teachers read. Run it '
+      'from the repository root; it needs PyTorch (pip install torch). Where each tensor goes is '
+      "described in lpta/import_weights.py's docstring; docs/using_runs.md shows how to use runs.",
+      ['python -m lpta.import_weights --format=ltpa_pytorch_port --placement=before '
+       '--checkpoint=net.pth --workdir=runs/port_before',
+       'python -m lpta.import_weights --format=at_functional_zoo '
+       '--checkpoint=resnet-34-export.pth --workdir=runs/resnet34_fb'],
+      ['format', 'checkpoint', 'workdir', 'placement', 'normalisation'],
+      'Formats:\n' + formats)
+
+
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=command_line.flags_parser(usage_text()))

@@ -1,14 +1,14 @@
 """Losses of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017), knowledge distillation and the
 REINFORCE terms of recurrent glimpse models (Mnih et al., NIPS 2014).
 
-Activation-based AT (seed-systems §2.2) compares, at each transfer point j, channel-free attention
-maps of student and teacher activations; gradient-based AT (§2.7) compares input gradients; the
+Activation-based AT (the AT paper's §3.1) compares, at each transfer point j, channel-free attention
+maps of student and teacher activations; gradient-based AT (§3.2) compares input gradients; the
 flip-symmetry loss compares a network's input gradient with that of the mirrored image. Knowledge
-distillation (§2.3) is Hinton's. Everything is pure jax.numpy and jit-able; the teacher's inputs
-are treated as constants (jax.lax.stop_gradient). Shapes follow Flax (NHWC): activations [B, H, W,
-C], images [B, H, W, C], logits [B, K], integer labels [B]. The glimpse terms (RAM §2.2, "hybrid
-loss") take per-step log-probabilities and baseline logits [B, M, T] and rewards [B, M] (M
-trajectories per image).
+distillation is Hinton's, as in the AT code's utils.py. Everything is pure jax.numpy and jit-able;
+the teacher's inputs are treated as constants (jax.lax.stop_gradient). Shapes follow Flax (NHWC):
+activations [B, H, W, C], images [B, H, W, C], logits [B, K], integer labels [B]. The glimpse terms
+(RAM's "hybrid loss", Mnih et al. 2014) take per-step log-probabilities and baseline logits
+[B, M, T] and rewards [B, M] (M trajectories per image).
 """
 
 from typing import Callable, Sequence
@@ -21,7 +21,7 @@ from lpta.errors import ConfigError
 
 AT_FORMS = ('paper', 'code')
 BETA_SCHEDULES = ('constant', 'linear', 'cosine')
-# Floor of the norm in the map normalisation, as PyTorch's F.normalize (seed §6).
+# Floor of the norm in the map normalisation, as PyTorch's F.normalize in the AT code's `at`.
 NORMALISE_EPSILON = 1e-12
 
 PerExampleLoss = Callable[[jax.Array], jax.Array]
@@ -49,7 +49,7 @@ def _flatten(x):
 
 
 def activation_attention_map(activations, p: float = 2.0):
-  """Normalised activation-based attention map Q / ‖Q‖₂ (seed-systems §2.2; the code's `at`).
+  """Normalised activation-based attention map Q / ‖Q‖₂ (AT paper §3.1; the AT code's `at`).
 
   Q = vec((1/C) Σ_c |A_c|^p), positions flattened row-major (H·W), divided per example by
   max(‖Q‖₂, 1e-12). The paper sums over channels, the code averages: the same after the division.
@@ -104,10 +104,10 @@ def attention_transfer_loss(student_activations: Sequence[jax.Array],
                             p: float = 2.0):
   """Activation-based attention transfer summed over the transfer points j.
 
-  'paper' (the paper, seed-systems §2.2): Σ_j (β/2) · mean_b ‖Q_S^j − Q_T^j‖₂, an L2 norm, not
+  'paper' (the AT paper, §3.1): Σ_j (β/2) · mean_b ‖Q_S^j − Q_T^j‖₂, an L2 norm, not
     squared; the paper sets β per point to about 10³/(H_j·W_j·B).
   'code' (the released utils.py/cifar.py): Σ_j β · mean_{b, i} (Q_S^j[b, i] − Q_T^j[b, i])²,
-    i.e. squared and averaged over batch and positions; the README runs use β = 1000.
+    i.e. squared and averaged over batch and positions; the AT code's README runs use β = 1000.
   Q^j are the normalised maps of activation_attention_map.
 
   Args:
@@ -197,7 +197,7 @@ def decayed_beta(beta, step, num_steps, schedule: str):
 
 
 def input_gradients(per_example_loss_fn: PerExampleLoss, images):
-  """J = ∂(Σ_i ℓ_i)/∂x, the input gradient of gradient-based AT (seed-systems §2.7).
+  """J = ∂(Σ_i ℓ_i)/∂x, the input gradient of gradient-based AT (AT paper §3.2).
 
   Row i is ∂ℓ_i/∂x_i when the examples do not interact (e.g. BatchNorm in inference mode); with
   batch statistics it also holds the other examples' losses' dependence on x_i.
@@ -212,7 +212,7 @@ def input_gradients(per_example_loss_fn: PerExampleLoss, images):
 
 
 def gradient_attention_transfer_loss(student_input_gradients, teacher_input_gradients, beta):
-  """Gradient-based AT (seed-systems §2.7): (β/2) · mean_b ‖J_S − J_T‖₂.
+  """Gradient-based AT (AT paper §3.2): (β/2) · mean_b ‖J_S − J_T‖₂.
 
   J_S, J_T are input gradients (input_gradients) flattened per example. The norm's gradient is 0
   where J_S = J_T, so the total loss stays differentiable (twice, as training needs) there.
@@ -235,7 +235,7 @@ def _flip_width(images):
 
 
 def flip_symmetry_loss(per_example_loss_fn: PerExampleLoss, images, beta):
-  """Flip-invariance regulariser (seed-systems §2.7), no teacher.
+  """Flip-invariance regulariser (AT paper §3.2), no teacher.
 
   (β/2) · mean_b ‖∂ℓ(x)/∂x − flip(∂ℓ(flip(x))/∂x)‖₂, with flip mirroring the width axis: zero
   for a network whose loss is invariant to horizontal flips.

@@ -1,19 +1,14 @@
 """What the train step minimises: one registered class per `config.transfer.method`.
 
-Fields of `config.transfer` (Zagoruyko & Komodakis, "Paying More Attention to Attention"):
-  method:
-    'none': cross-entropy only (every LTPA config);
-    'at': cross-entropy + activation-based AT at every transfer point (paper eq. 2);
-    'kd': Hinton knowledge distillation (temperature T, weight α);
-    'at_kd': KD + activation AT, β decaying over training as set by `beta_schedule`;
-    'grad_at': cross-entropy + gradient-based AT, (β/2)·‖∂ℓ_s/∂x − ∂ℓ_t/∂x‖₂ (paper §3.2);
-    'flip_sym': cross-entropy + the flip-symmetry regulariser (no teacher).
-  at_form: 'code' (β · mean squared difference of the normalised maps, β = 1000, the released
-    code) or 'paper' ((β/2) · L2 norm of their difference).
-  beta: weight of the transfer term; beta_schedule: 'constant', 'linear' or 'cosine' decay.
-  p: exponent of the activation attention map Σ_c |A_c|^p.
-  temperature, alpha: of KD.
-Methods that need a teacher read it from `config.teacher.workdir`; it is loaded with
+`config.transfer.method` (Zagoruyko & Komodakis, "Paying More Attention to Attention"):
+  'none': cross-entropy only (every LTPA config);
+  'at': cross-entropy + activation-based AT at every transfer point (paper eq. 2);
+  'kd': Hinton knowledge distillation (temperature T, weight α);
+  'at_kd': KD + activation AT, β decaying over training as set by `beta_schedule`;
+  'grad_at': cross-entropy + gradient-based AT, (β/2)·‖∂ℓ_s/∂x − ∂ℓ_t/∂x‖₂ (paper §3.2);
+  'flip_sym': cross-entropy + the flip-symmetry regulariser (no teacher).
+The other fields of `config.transfer` and `config.teacher` are declared in TRANSFER_FIELDS and
+TEACHER_FIELDS below. Methods that need a teacher read it from `config.teacher.workdir`; it is loaded with
 lpta.runs.load_run, runs in inference mode on the same augmented images as the student, each
 network normalising them with its own statistics, and receives no gradient.
 
@@ -31,6 +26,7 @@ import jax
 import ml_collections
 import optax
 
+from lpta import config_fields as cf
 from lpta import losses
 from lpta.errors import ConfigError
 
@@ -266,10 +262,8 @@ def create(transfer: ml_collections.ConfigDict,
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for a bad `config.transfer` or a teacher that the method does not use."""
-  transfer, teacher_workdir = config.transfer, config.teacher.workdir
-  if transfer.method not in REGISTRY:
-    raise ConfigError(f'config.transfer.method={transfer.method!r} is not a method; use one of '
-                      f'{", ".join(REGISTRY)}.')
+  transfer = cf.validated(config.transfer, TRANSFER_FIELDS, 'config.transfer')
+  teacher_workdir = cf.validated(config.teacher, TEACHER_FIELDS, 'config.teacher').workdir
   teacher_methods = ', '.join(name for name, cls in REGISTRY.items() if cls.needs_teacher)
   if needs_teacher(transfer) and not teacher_workdir:
     raise ConfigError(f'config.transfer.method={transfer.method!r} needs a teacher: set '
@@ -278,11 +272,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'config.teacher.workdir is set but config.transfer.method='
                       f'{transfer.method!r} uses no teacher; use {teacher_methods}, or unset '
                       'the teacher.')
-  if transfer.at_form not in losses.AT_FORMS:
-    raise ConfigError(f'config.transfer.at_form={transfer.at_form!r} is not valid; use one of '
-                      f'{", ".join(losses.AT_FORMS)}.')
-  if transfer.beta_schedule not in losses.BETA_SCHEDULES:
-    raise ConfigError(f'config.transfer.beta_schedule={transfer.beta_schedule!r} is not valid; '
-                      f'use one of {", ".join(losses.BETA_SCHEDULES)}.')
-  if transfer.beta < 0 or transfer.temperature <= 0 or not 0 <= transfer.alpha <= 1:
-    raise ConfigError('config.transfer needs beta >= 0, temperature > 0 and alpha in [0, 1].')
+
+
+# The fields of config.transfer (the methods are those registered above) and config.teacher.
+TRANSFER_FIELDS = (
+    cf.Field('method', 'none', "What the train step minimises (the module docstring); 'none' "
+             'trains with cross-entropy alone.', cf.one_of(tuple(REGISTRY), 'a method')),
+    cf.Field('at_form', 'code', "'code': β·mean (Q_s − Q_t)² (the released code); 'paper': "
+             '(β/2)·‖Q_s − Q_t‖₂.', cf.one_of(losses.AT_FORMS)),
+    cf.Field('beta', 1000., 'β, the weight of the transfer term.', cf.number(0)),
+    cf.Field('beta_schedule', 'constant', "β over training: 'constant', or 'linear' or 'cosine' "
+             'decay to zero.', cf.one_of(losses.BETA_SCHEDULES)),
+    cf.Field('p', 2., 'Exponent of the activation attention map Σ_c |A_c|^p.',
+             cf.POSITIVE_NUMBER),
+    cf.Field('temperature', 4., 'T of KD.', cf.POSITIVE_NUMBER),
+    cf.Field('alpha', 0.9, 'α of KD: its weight; (1 − α) on the cross-entropy with the labels.',
+             cf.number(0, 1)),
+)
+TEACHER_FIELDS = (
+    cf.Field('workdir', None, 'The workdir of an earlier lpta run, for the methods that need a '
+             'teacher.', cf.optional(cf.STRING), kind=str),
+)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lpta import checkpoints
+from lpta import families
 from lpta.errors import ConfigError
 from lpta.models import resnet as flax_resnet
 from lpta.models import vgg as flax_vgg
@@ -245,6 +245,8 @@ class ResNet(nn.Module):
 
 
 NETWORKS = {'attention_vgg': AttentionVGG, 'vgg': VGG, 'wrn': WideResNet, 'resnet': ResNet}
+# Model fields whose other values the twins do not build (they know the defaults).
+_FIELDS_WITHOUT_TWIN = ('preactivation', 'junction_gradient_averaging', 'first_pool_size')
 
 
 def build(model: ml_collections.ConfigDict, image_shape, num_classes: int) -> nn.Module:
@@ -252,8 +254,10 @@ def build(model: ml_collections.ConfigDict, image_shape, num_classes: int) -> nn
   if model.name not in NETWORKS:
     raise ConfigError(f'config.model.name={model.name!r} has no PyTorch twin; '
                       f'--against=pytorch knows {", ".join(NETWORKS)}.')
-  if any(model.get(field[len('model.'):], default) != default
-         for field, default in checkpoints.ADDED_FIELDS.items() if field.startswith('model.')):
+  defaults = {field.name: field.default for field in families.family_class(model.name).fields[
+      model.name]}
+  if any(model.get(name, defaults[name]) != defaults[name] for name in _FIELDS_WITHOUT_TWIN
+         if name in defaults):
     raise ConfigError('config.model.preactivation, junction_gradient_averaging and '
                       'first_pool_size have no PyTorch twin; --against=pytorch knows their '
                       'defaults (False, False, 2).')

@@ -1,7 +1,7 @@
 """Runs that load anywhere: a trained network, its input statistics and its classes, from a workdir.
 
   run = lpta.load_run('runs/quickstart')            # or step='best', or a step number
-  logits, aux = run.predict(images)                 # uint8 [N, H, W, C]
+  logits, aux = run.predict(images)                 # uint8 [N, H, W, C], or floats in [0, 1]
 
 A checkpoint holds everything inference needs (lpta.checkpoints), so loading reads no data set
 and, from a local workdir, imports neither TensorFlow nor TFDS (etils.epath reads gs:// URLs
@@ -13,16 +13,55 @@ import dataclasses
 import functools
 from typing import Any
 
+from absl import logging
 from etils import epath
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from lpta import checkpoints
 from lpta import families
 from lpta import sharding
 from lpta.data import preprocessing
 from lpta.errors import CheckpointError
+
+
+# Images per compiled batch of Run.predict by default: many on an accelerator; few on a CPU,
+# where a larger batch is hardly faster per image, so that predicting a few images costs little
+# more than their own computation.
+PREDICT_BATCH_SIZE = 256
+PREDICT_BATCH_SIZE_CPU = 8
+
+
+def default_predict_batch_size() -> int:
+  """PREDICT_BATCH_SIZE, or PREDICT_BATCH_SIZE_CPU where JAX computes on the CPU."""
+  return PREDICT_BATCH_SIZE_CPU if jax.default_backend() == 'cpu' else PREDICT_BATCH_SIZE
+
+
+def checked_images(images, image_shape) -> np.ndarray:
+  """`images` as numpy arrays that Run.predict takes: uint8 [N, H, W, C] with (H, W, C) =
+  `image_shape`, or floating-point ones (as float32) with every value in [0, 1]; ValueError,
+  naming what was given and what is accepted, for anything else."""
+  images = np.asarray(images)
+  if images.ndim != 4:
+    raise ValueError(f'images of shape {images.shape} given; a run takes a batch [N, H, W, C] of '
+                     f'images {tuple(image_shape)} (one image: image[None]).')
+  if tuple(images.shape[1:]) != tuple(image_shape):
+    raise ValueError(f'images of shape {tuple(images.shape[1:])} given to a run that takes '
+                     f'{tuple(image_shape)}; resize them first (lpta.predict does).')
+  if images.dtype == np.uint8:
+    return images
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(f'images of dtype {images.dtype} given; a run takes uint8 images (0 to 255) '
+                     'or floating-point ones with values in [0, 1].')
+  pixels = images.astype(np.float32)
+  if pixels.size and not np.all((pixels >= 0) & (pixels <= 1)):
+    raise ValueError(f'{images.dtype} images with values from {np.nanmin(pixels):g} to '
+                     f'{np.nanmax(pixels):g} given; floating-point images must be in [0, 1] '
+                     '(divide 0-255 pixels by 255, or pass them as uint8).')
+  return pixels
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -39,6 +78,8 @@ class Run:
     normalisation: the input statistics fitted on its training split.
     class_names: one name per class.
     image_shape: (H, W, C) of the images it takes.
+    version: {'lpta': the version, 'git_commit': the commit or None} that wrote the checkpoint
+      (lpta.checkpoints.lpta_version), or None for a checkpoint written before lpta 0.3.0.
   """
   checkpoint: str
   step: int
@@ -49,11 +90,23 @@ class Run:
   normalisation: preprocessing.Normalisation
   class_names: tuple[str, ...]
   image_shape: tuple[int, int, int]
+  version: dict[str, str | None] | None = None
 
   @property
   def workdir(self) -> str:
     """The run's workdir (where `checkpoints/` is)."""
     return str(epath.Path(self.checkpoint).parent.parent)
+
+  def description(self) -> str:
+    """'<model> from <checkpoint> (step N), trained on <data set> with lpta <version> (commit
+    <commit>)'."""
+    if self.version is None:
+      written = 'by lpta before 0.3.0'
+    else:
+      commit = self.version.get('git_commit')
+      written = f'with lpta {self.version["lpta"]}' + (f' (commit {commit})' if commit else '')
+    return (f'{self.config.model.name} from {self.checkpoint} (step {self.step}), trained on '
+            f'{self.config.data.name} {written}')
 
   @property
   def arrays(self) -> dict[str, Any]:
@@ -68,14 +121,35 @@ class Run:
 
   @functools.cached_property
   def _jitted_predict(self):
-    return jax.jit(lambda arrays, images: self.apply(arrays, preprocessing.to_unit_range(images)))
+    def predict(arrays, images):
+      pixels = preprocessing.to_unit_range(images) if images.dtype == jnp.uint8 else images
+      return self.apply(arrays, pixels)
+    return jax.jit(predict)
 
-  def predict(self, images) -> tuple[jax.Array, dict[str, Any]]:
-    """(logits [N, K], aux) for uint8 images [N, H, W, C] of `image_shape`."""
-    if tuple(images.shape[1:]) != self.image_shape:
-      raise ValueError(f'images of shape {tuple(images.shape[1:])} given to a run that takes '
-                       f'{self.image_shape}; resize them first (lpta.predict does).')
-    return self._jitted_predict(self.arrays, images)
+  def predict(self, images, batch_size: int | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    """(logits [N, K], aux) of images [N, H, W, C] of `image_shape`: uint8 (0 to 255), or
+    floating-point pixels in [0, 1].
+
+    The images go through in batches of `batch_size` (default: default_predict_batch_size()),
+    the last one padded, so that one compiled program (per input dtype) serves any N; the
+    outputs are those of the N images.
+
+    Raises:
+      ValueError: another shape or dtype, or floating-point values outside [0, 1].
+    """
+    images = checked_images(images, self.image_shape)
+    batch_size = default_predict_batch_size() if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+      raise ValueError(f'batch_size={batch_size!r} must be a positive integer.')
+    count = len(images)
+    outputs = []
+    for start in range(0, max(count, 1), batch_size):
+      batch = images[start:start + batch_size]
+      padding = np.zeros((batch_size - len(batch), *self.image_shape), batch.dtype)
+      outputs.append(self._jitted_predict(self.arrays, np.concatenate([batch, padding])))
+    if len(outputs) == 1:
+      return jax.tree.map(lambda output: output[:count], outputs[0])
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts)[:count], *outputs)
 
   def abstract_transfer_points(self) -> tuple[jax.ShapeDtypeStruct, ...]:
     """The shapes of the family's transfer points for one image."""
@@ -120,6 +194,10 @@ def _restore(checkpointer: checkpoints.Checkpointer, step: int, mesh) -> Run:
   variables = checkpointer.restore_items(step, targets)
   normalisation = checkpoints.restore_normalisation(checkpointer, step, image_shape,
                                                     config.data.zca, replicated)
-  return Run(checkpoint=f'{checkpointer.directory}/{step}', step=step, config=config,
-             family=family, model=model, variables=variables, normalisation=normalisation,
-             class_names=class_names, image_shape=image_shape)
+  version = (checkpointer.read_json(step, 'version') if checkpointer.has_item(step, 'version')
+             else None)
+  run = Run(checkpoint=f'{checkpointer.directory}/{step}', step=step, config=config,
+            family=family, model=model, variables=variables, normalisation=normalisation,
+            class_names=class_names, image_shape=image_shape, version=version)
+  logging.info('Loaded %s.', run.description())
+  return run

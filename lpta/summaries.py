@@ -19,13 +19,10 @@ MIN_TILE_SIZE = 96  # tiles smaller than this are enlarged (nearest) so that the
 
 
 def jet(values: np.ndarray) -> np.ndarray:
-  """The 'jet' colour map: values in [0, 1], any shape [...] -> RGB in [0, 1], shape [..., 3].
-
-  0 is dark blue (0, 0, .5), .5 is (.5, 1, .5), 1 is dark red (.5, 0, 0); piecewise linear.
-  """
-  values = np.clip(values, 0., 1.)[..., None]
-  centres = np.array([.75, .5, .25])  # where red, green and blue peak
-  return np.clip(1.5 - np.abs(4. * (values - centres)), 0., 1.)
+  """matplotlib's 'jet' colour map: values in [0, 1] (clipped), any shape [...] -> RGB in
+  [0, 1], shape [..., 3]. 0 is dark blue (0, 0, .5), 1 dark red (.5, 0, 0)."""
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top  (kept out of import)
+  return colormaps['jet'](np.clip(np.asarray(values, np.float64), 0., 1.))[..., :3]
 
 
 def min_max_scale(maps):

@@ -7,30 +7,11 @@ computed over the global batch. Entry point: `train_and_evaluate(config, workdir
 The loop knows models, data and losses only through their interfaces: the model family
 (lpta.families), the data source (lpta.data) and the objective (lpta.objectives).
 
-Top-level fields of the config (the others are documented in lpta.families, lpta.data and
-lpta.objectives):
-  seed: drives initialisation, data order, augmentation and dropout; a run is a function of it.
-  batch_size, eval_batch_size: global batch sizes; both must be divisible by the device count.
-  num_epochs: length of training.
-  optimizer: `name` 'sgd' (SGD with `momentum`, `nesterov`, `dampening`: Torch7's damped
-    momentum, `damped_momentum`) or 'adam' (Adam with `adam_betas`),
-    with `learning_rate`, `weight_decay` (λ·w added to the gradient of every parameter, as in
-    PyTorch and Torch7) and a `schedule`:
-      'step': × `decay_factor` every `decay_every_epochs` (LTPA: × 0.5 every 25 epochs);
-      'multistep': × `decay_factor` (or the matching entry of `decay_factors`) at each epoch
-        in `decay_epochs`;
-      'cosine': cosine decay to zero over training; 'constant'.
-  half_precision: bfloat16 computation with float32 parameters, optimiser state and BN statistics.
-  eval_every_epochs: evaluate, write figures and checkpoint every this many epochs.
-  log_every_steps: write training scalars (and check that the loss is finite) this often.
-  keep_checkpoints, keep_best_checkpoints: how many latest checkpoints are kept, and how many
-    best by validation accuracy (only with a validation split, config.data.validation_split).
-  num_attention_images: test images in the figures (0 turns them off).
-  evals: evaluators (lpta.evaluators) run on the checkpoint just saved, every `every_epochs` of
-    each and at the end, e.g. config.evals.fgsm = {'every_epochs': 5, 'max_examples': 500};
-    single-process training only.
-  transfer, teacher: the training objective and, for attention transfer, the teacher's workdir.
-  init_from: fine-tuning from another run's parameters (lpta.fine_tuning).
+The config's fields are declared beside the code that reads them (lpta.config_fields): the
+top-level ones in FIELDS below, config.model by the model families, config.data by the data
+sources, config.optimizer by lpta.optimizers, config.transfer and config.teacher by
+lpta.objectives, config.init_from by lpta.fine_tuning, config.evals by lpta.evaluators;
+`default_config()` assembles their defaults, which configs/common.py starts from.
 
 A run resumes from the latest intact checkpoint in its workdir. It refuses to resume with another
 model, data, schedule or seed (lpta.checkpoints.RESUMABLE_CHANGES lists what may change), stops
@@ -45,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from absl import logging
 from clu import metric_writers
@@ -63,19 +44,62 @@ import numpy as np
 import optax
 
 from lpta import checkpoints
+from lpta import config_fields as cf
 from lpta import data
 from lpta import evaluators
 from lpta import families
 from lpta import fine_tuning
 from lpta import objectives
+from lpta import optimizers
 from lpta import runs
 from lpta import sharding
 from lpta import summaries
 from lpta.data import preprocessing
 from lpta.errors import CheckpointError, ConfigError, TrainingDiverged
 
-SCHEDULES = ('step', 'multistep', 'cosine', 'constant')
-OPTIMIZERS = ('sgd', 'adam')
+# The top-level fields of a run's config.
+FIELDS = (
+    cf.Field('seed', 0, 'Drives initialisation, data order, augmentation and dropout: a run is a '
+             'function of it.', cf.integer(0)),
+    cf.Field('batch_size', 128, 'The global batch size, over all devices (divisible by their '
+             'count).', cf.POSITIVE_INTEGER),
+    cf.Field('eval_batch_size', 512, 'The global evaluation batch size (a power of two divides '
+             'any device count up to itself).', cf.POSITIVE_INTEGER),
+    cf.Field('num_epochs', 300, 'The length of training.', cf.POSITIVE_INTEGER),
+    cf.Field('half_precision', False, 'bfloat16 computation with float32 parameters, optimiser '
+             'state and BatchNorm statistics.', cf.BOOLEAN),
+    cf.Field('eval_every_epochs', 1, 'Evaluate, write figures and checkpoint every this many '
+             'epochs.', cf.POSITIVE_INTEGER),
+    cf.Field('log_every_steps', 100, 'Write the training scalars (and check that the loss is '
+             'finite) this often.', cf.POSITIVE_INTEGER),
+    cf.Field('keep_checkpoints', 2, 'How many of the latest checkpoints are kept.',
+             cf.POSITIVE_INTEGER),
+    cf.Field('keep_best_checkpoints', 1, 'How many of the best by validation accuracy are kept '
+             '(with a validation split only, config.data.validation_split).', cf.integer(0)),
+    cf.Field('num_attention_images', 8, 'Test images in the attention figures; 0: none.',
+             cf.integer(0)),
+)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every field of a run at its default, `model` but its `name`; configs/common.py. Evaluators
+  run during training are added as config.evals.<name> = {every_epochs, and any of the
+  evaluator's fields} (lpta.evaluators.scheduled)."""
+  config = cf.default_config(FIELDS)
+  config.data = data.default_config()
+  config.model = ml_collections.ConfigDict({'name': ml_collections.config_dict.placeholder(str)})
+  config.optimizer = optimizers.default_config()
+  config.evals = ml_collections.ConfigDict()
+  config.transfer = cf.default_config(objectives.TRANSFER_FIELDS)
+  config.teacher = cf.default_config(objectives.TEACHER_FIELDS)
+  config.init_from = cf.default_config(fine_tuning.FIELDS)
+  return config
+
+
+def added_values() -> dict[str, Any]:
+  """{'part.field': value} of every field that configs saved before it existed lack."""
+  return cf.merge_added(data.added_values(), families.added_values(),
+                        cf.added_values('optimizer', optimizers.FIELDS))
 
 
 class TrainState(train_state.TrainState):
@@ -99,121 +123,20 @@ def train_metrics_class(term_names: tuple[str, ...]) -> type[metrics.Collection]
 def validate_config(config: ml_collections.ConfigDict,
                     num_devices: int) -> tuple[families.Family, data.Source]:
   """The run's family and data source; ConfigError for a bad value, before anything is read."""
+  cf.validated(config, FIELDS, 'config')
   family = families.get(config.model)
   source = data.get(config.data)
   objectives.validate(config)
-  for field in ('batch_size', 'eval_batch_size', 'num_epochs', 'eval_every_epochs',
-                'log_every_steps', 'keep_checkpoints'):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise ConfigError(f'config.{field}={config[field]!r} must be a positive integer.')
-  if not isinstance(config.keep_best_checkpoints, int) or config.keep_best_checkpoints < 0:
-    raise ConfigError(f'config.keep_best_checkpoints={config.keep_best_checkpoints!r} must be '
-                      'an integer >= 0.')
+  optimizers.validate(config.optimizer)
   for field in ('batch_size', 'eval_batch_size'):
     if config[field] % num_devices:
       raise ConfigError(
           f'config.{field}={config[field]} is not divisible by the {num_devices} devices; use '
           f'a multiple of {num_devices} (e.g. --config.{field}='
           f'{max(num_devices, config[field] // num_devices * num_devices)}).')
-  optimizer = config.optimizer
-  if optimizer.name not in OPTIMIZERS:
-    raise ConfigError(f'config.optimizer.name={optimizer.name!r} is not an optimiser; use one of '
-                      f'{", ".join(OPTIMIZERS)}.')
-  if optimizer.schedule not in SCHEDULES:
-    raise ConfigError(f'config.optimizer.schedule={optimizer.schedule!r} is not a schedule; '
-                      f'use one of {", ".join(SCHEDULES)}.')
-  if not optimizer.learning_rate > 0:
-    raise ConfigError(f'config.optimizer.learning_rate={optimizer.learning_rate} must be '
-                      'positive.')
-  betas = optimizer.adam_betas
-  if len(betas) != 2 or not all(0 <= beta < 1 for beta in betas):
-    raise ConfigError(f'config.optimizer.adam_betas={tuple(betas)} must be two numbers in [0, 1), '
-                      'e.g. (0.9, 0.999).')
-  if not 0 <= optimizer.momentum < 1 or optimizer.weight_decay < 0:
-    raise ConfigError('config.optimizer.momentum must lie in [0, 1) and '
-                      'config.optimizer.weight_decay must be >= 0.')
-  if optimizer.decay_factors and optimizer.schedule != 'multistep':
-    raise ConfigError(f'config.optimizer.decay_factors is used by the multistep schedule only, '
-                      f'not {optimizer.schedule!r}; set it to () or the schedule to multistep.')
-  if optimizer.decay_factors and len(optimizer.decay_factors) != len(optimizer.decay_epochs):
-    raise ConfigError(
-        f'config.optimizer.decay_factors has {len(optimizer.decay_factors)} factors for '
-        f'{len(optimizer.decay_epochs)} decay_epochs; give one per epoch, or () to use '
-        'decay_factor at each.')
-  if optimizer.dampening and (optimizer.name != 'sgd' or optimizer.nesterov
-                              or not optimizer.momentum or not 0 < optimizer.dampening <= 1):
-    raise ConfigError(
-        f'config.optimizer.dampening={optimizer.dampening} needs SGD with momentum, without '
-        'Nesterov (as in Torch7), and a value in (0, 1]; set it to 0 otherwise.')
   evaluators.scheduled(config.evals, jax.process_count())
   fine_tuning.validate(config.init_from)
   return family, source
-
-
-def learning_rate_schedule(optimizer_config: ml_collections.ConfigDict,
-                           steps_per_epoch: int, num_epochs: int) -> optax.Schedule:
-  """The learning rate as a function of the step, from `config.optimizer`."""
-  base = optimizer_config.learning_rate
-  if optimizer_config.schedule == 'step':
-    return optax.exponential_decay(
-        base, transition_steps=optimizer_config.decay_every_epochs * steps_per_epoch,
-        decay_rate=optimizer_config.decay_factor, staircase=True)
-  if optimizer_config.schedule == 'multistep':
-    factors = (optimizer_config.decay_factors
-               or (optimizer_config.decay_factor,) * len(optimizer_config.decay_epochs))
-    return optax.piecewise_constant_schedule(
-        base, {epoch * steps_per_epoch: factor
-               for epoch, factor in zip(optimizer_config.decay_epochs, factors)})
-  if optimizer_config.schedule == 'cosine':
-    return optax.cosine_decay_schedule(base, num_epochs * steps_per_epoch)
-  return optax.constant_schedule(base)
-
-
-def create_optimizer(optimizer_config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                     frozen=None) -> optax.GradientTransformation:
-  """SGD with momentum or Adam; weight decay added to the gradient first (as PyTorch's SGD and
-  Adam do). `frozen`: a tree of booleans like the parameters, True for those that never change
-  (no update, no weight decay), or None."""
-  if optimizer_config.name == 'adam':
-    b1, b2 = optimizer_config.adam_betas
-    update = optax.adam(schedule, b1=b1, b2=b2)
-  elif optimizer_config.dampening:
-    update = optax.chain(damped_momentum(optimizer_config.momentum, optimizer_config.dampening),
-                         optax.scale_by_learning_rate(schedule))
-  else:
-    update = optax.sgd(schedule, momentum=optimizer_config.momentum or None,
-                       nesterov=optimizer_config.nesterov)
-  optimizer = optax.chain(optax.add_decayed_weights(optimizer_config.weight_decay), update)
-  if frozen is None:
-    return optimizer
-  return optax.multi_transform({'trained': optimizer, 'frozen': optax.set_to_zero()},
-                               jax.tree.map(lambda f: 'frozen' if f else 'trained', frozen))
-
-
-class DampedMomentumState(NamedTuple):
-  count: jax.Array  # steps taken: int32 []
-  velocity: Any  # v, like the parameters
-
-
-def damped_momentum(momentum: float, dampening: float) -> optax.GradientTransformation:
-  """Torch7's (and PyTorch's) SGD momentum with dampening d: v_1 = g_1, then
-  v_t = μ·v_{t−1} + (1 − d)·g_t; the update is v_t (scaled by −lr after it). Torch7's optim.sgd
-  defaults d to μ, so in the official LTPA runs (μ = d = 0.9, lr 1) v settles at the running
-  average of the gradient and the step at lr · g_avg, as undamped SGD at lr/10 would take. With
-  d = 0 this is optax.sgd's momentum."""
-
-  def init(params):
-    return DampedMomentumState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
-
-  def update(updates, state, params=None):
-    del params
-    first = state.count == 0
-    velocity = jax.tree.map(
-        lambda v, g: jnp.where(first, g, momentum * v + (1 - dampening) * g),
-        state.velocity, updates)
-    return velocity, DampedMomentumState(optax.safe_increment(state.count), velocity)
-
-  return optax.GradientTransformation(init, update)
 
 
 def create_train_state(rng, model, tx, image_shape, mesh,
@@ -229,24 +152,6 @@ def create_train_state(rng, model, tx, image_shape, mesh,
   abstract = jax.eval_shape(init)
   return jax.jit(init, out_shardings=jax.tree.map(lambda _: sharding.replicated(mesh),
                                                   abstract))()
-
-
-def _with_pretrained_variables(state: TrainState, pretrained) -> TrainState:
-  """`state` with the top-level modules of `pretrained` ({'params': {module: tree}, 'batch_stats':
-  ...}, from the family) in place of the freshly initialised ones; shapes must match."""
-  if not pretrained:
-    return state
-  replaced = {}
-  for collection in ('params', 'batch_stats'):
-    current = dict(getattr(state, collection))
-    for module, tree in pretrained.get(collection, {}).items():
-      expected = jax.tree.map(lambda x: x.shape, current[module])
-      if jax.tree.map(lambda x: x.shape, tree) != expected:
-        raise CheckpointError(f'the pretrained {collection} of {module!r} do not fit the model '
-                              '(other shapes); pretrain with the same trunk settings.')
-      current[module] = tree
-    replaced[collection] = current
-  return state.replace(**replaced)
 
 
 def _model_variables(state: TrainState, params) -> dict[str, Any]:
@@ -376,57 +281,6 @@ def _make_workdir(workdir: epath.Path) -> None:
                       'folder you can write to.') from error
 
 
-def _refuse_incompatible_resume(directory: epath.Path, config: ml_collections.ConfigDict) -> None:
-  """CheckpointError, before anything is read or written, if the newest readable checkpoint
-  under `directory` was written with a config that this run may not resume with."""
-  if not directory.is_dir():
-    return
-  reader = checkpoints.Checkpointer(directory, read_only=True)
-  try:
-    for step in reversed(reader.all_steps()):
-      try:
-        saved_config = reader.read_json(step, 'config')
-      except CheckpointError:
-        continue  # damaged: _resume says so and falls back
-      change = checkpoints.describe_config_change(saved_config, config)
-      if change:
-        raise CheckpointError(
-            f'{directory} holds checkpoints of a run whose {change}; a resumed run keeps the '
-            'model, data, schedule and seed it started with. Use another --workdir, or the '
-            'config that wrote them.')
-      return
-  finally:
-    reader.close()
-
-
-def _resume(checkpointer: checkpoints.Checkpointer, state: TrainState,
-            workdir: epath.Path) -> TrainState:
-  """The latest intact checkpoint restored into `state` (or `state` if there is none).
-
-  Damaged newer checkpoints are moved to `<workdir>/damaged_checkpoints/` (nothing is deleted);
-  if no checkpoint can be read, nothing is moved and the run is refused.
-  """
-  steps = checkpointer.all_steps()
-  for step in reversed(steps):
-    try:
-      restored = checkpointer.restore_state(step, state)
-    except CheckpointError as error:
-      logging.warning('The checkpoint at step %d is damaged (%s); trying the one before.', step,
-                      str(error).split(' (', 1)[-1].rstrip(').'))
-      continue
-    damaged = [newer for newer in steps if newer > step]
-    if damaged:
-      _set_aside(checkpointer, damaged, workdir / 'damaged_checkpoints')
-    logging.info('Resuming from the checkpoint at step %d in %s.', step, checkpointer.directory)
-    return restored
-  if steps:
-    raise CheckpointError(
-        f'none of the checkpoints in {checkpointer.directory} (steps '
-        f'{", ".join(map(str, steps))}) can be read, and nothing was changed; move them away or '
-        'use another --workdir.')
-  return state
-
-
 def _initialise_from(config, state: TrainState, family, source, workdir: epath.Path,
                      mesh) -> TrainState:
   """`state` with the parameters and statistics of the run in `config.init_from`
@@ -439,17 +293,6 @@ def _initialise_from(config, state: TrainState, family, source, workdir: epath.P
   # The optimiser state (momentum) starts from zero either way.
   return state.replace(params=variables['params'],
                        batch_stats=variables.get('batch_stats', state.batch_stats))
-
-
-def _set_aside(checkpointer: checkpoints.Checkpointer, steps, destination: epath.Path) -> None:
-  if jax.process_index() == 0:
-    destination.mkdir(parents=True, exist_ok=True)
-    for step in steps:
-      target = destination / f'{step}-{int(time.time())}'
-      (checkpointer.directory / str(step)).rename(target)
-      logging.warning('Moved the damaged checkpoint at step %d to %s.', step, target)
-  multihost_utils.sync_global_devices('lpta: damaged checkpoints set aside')
-  checkpointer.reload()
 
 
 def _load_teacher(config: ml_collections.ConfigDict, mesh, image_shape) -> runs.Run | None:
@@ -472,11 +315,6 @@ def _load_teacher(config: ml_collections.ConfigDict, mesh, image_shape) -> runs.
   return teacher
 
 
-def _save_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-  if jax.process_index() == 0:
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike,
                        mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, dict]:
   """Trains `config` in `workdir` (a path or URL), resuming from its latest checkpoint.
@@ -487,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   family, source = validate_config(config, mesh.size)
   workdir = epath.Path(workdir)
   checkpoints.check_workdir(workdir)
-  _refuse_incompatible_resume(workdir / 'checkpoints', config)
+  checkpoints.refuse_incompatible_resume(workdir / 'checkpoints', config, added_values())
   model = family.build(source.num_classes, families.compute_dtype(config.half_precision))
   teacher = _load_teacher(config, mesh, source.image_shape)
   objective = family.objective(config, model, source.image_shape, teacher)
@@ -498,18 +336,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
                       f'{dataset.num_train_examples} training examples.')
   num_train_steps = steps_per_epoch * config.num_epochs
   _make_workdir(workdir)
-  schedule = learning_rate_schedule(config.optimizer, steps_per_epoch, config.num_epochs)
+  schedule = optimizers.learning_rate_schedule(config.optimizer, steps_per_epoch,
+                                               config.num_epochs)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   abstract_params = families.abstract_variables_and_outputs(model, source.image_shape)[0]['params']
-  optimizer = create_optimizer(config.optimizer, schedule,
-                               family.frozen_parameters(abstract_params))
+  optimizer = optimizers.create_optimizer(config.optimizer, schedule,
+                                          family.frozen_parameters(abstract_params))
   state = create_train_state(init_rng, model, optimizer, source.image_shape, mesh, family)
-  pretrained = family.pretrained_variables(mesh)
-  if pretrained is not None and config.init_from.workdir:
-    raise ConfigError(f'config.init_from.workdir and the pretrained modules of '
-                      f'{config.model.name} (e.g. model.trunk_workdir) would both set '
-                      'parameters; use one of them.')
-  state = _with_pretrained_variables(state, pretrained)
   logging.info('Model %s (%s family): %s trainable parameters; %d steps of %d images (%d per '
                'epoch).', config.model.name, family.name,
                f'{families.count_parameters(state.params):,}', num_train_steps,
@@ -520,11 +353,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   try:
     if config.init_from.workdir and not checkpointer.all_steps():
       state = _initialise_from(config, state, family, source, workdir, mesh)
-    state = _resume(checkpointer, state, workdir)
+    state = checkpoints.resume(checkpointer, state, workdir / 'damaged_checkpoints')
   except CheckpointError:
     checkpointer.close()
     raise
-  _save_config(config, workdir)
+  if jax.process_index() == 0:
+    checkpoints.write_config_json(workdir, config)
   loop = _TrainLoop(
       config=config, workdir=workdir, model=model,
       trainer=Trainer(family, source, objective, num_train_steps, mesh), dataset=dataset,
@@ -680,7 +514,7 @@ class _TrainLoop:
         config=self.config, family=self.trainer.family, model=self.model,
         variables=_model_variables(state, state.params), normalisation=self.normalisation,
         class_names=tuple(self.dataset_info['class_names']),
-        image_shape=tuple(self.dataset_info['image_shape']))
+        image_shape=tuple(self.dataset_info['image_shape']), version=checkpoints.lpta_version())
     for name, config in due:
       results = evaluators.evaluate_run(run, name, config, self.writer)
       logging.info('Step %d, evaluator %s: %s', step, name,

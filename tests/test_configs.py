@@ -18,7 +18,8 @@ CONFIG_DIR = pathlib.Path(__file__).parent.parent / 'configs'
 # The layers every experiment builds on; they are not experiments themselves.
 LAYERS = ('__init__', 'common', 'ltpa', 'attention_transfer', 'ram')
 EXPERIMENTS = sorted(p.stem for p in CONFIG_DIR.glob('*.py') if p.stem not in LAYERS)
-# Parameter counts stated in the configs' docstrings (seed-systems §5), CIFAR-100 unless noted.
+# Parameter counts stated in the configs' docstrings (counted from the original code's layer lists),
+# CIFAR-100 unless noted.
 EXPECTED_PARAMETERS = {
     'cifar100_att3': 19_971_751,
     'cifar100_att3_before': 19_993_764,
@@ -87,7 +88,8 @@ def test_paper_configs_keep_the_papers_protocol_and_say_so(name):
                                                   ('cub_att3', 'cifar100_att3'),
                                                   ('cub_vgg', 'cifar100_vgg')])
 def test_cub_networks_hold_their_cifar_run_but_the_classifier(cub_name, cifar_name):
-  # The 5×5 first pool brings 80×80 crops to the 32×32 network's sizes (seed-systems §1.9), so
+  # The 5×5 first pool brings 80×80 crops to the 32×32 network's sizes (the official
+  # VGGNet/models/models_CUBS200/2_level_atten_1global/1.1_vgg_local.lua), so
   # fine-tuning loads every CIFAR-100 array: same paths and shapes but the 200-way classifier.
   shapes = []
   for name in (cub_name, cifar_name):

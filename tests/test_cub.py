@@ -266,12 +266,16 @@ def test_bad_config_values_are_refused_naming_the_field(overrides, expected):
     data.get(_data_config(**overrides))
 
 
-def test_a_missing_crop_to_box_field_is_named():
+def test_a_missing_field_is_named_and_one_added_later_has_its_old_value():
+  config = _data_config()
+  del config['zca']
+  with pytest.raises(errors.ConfigError, match="config.data.name='caltech_birds2011' needs "
+                                               'config.data.zca, which the config does not set'):
+    data.get(config)
+  # Configs saved before crop_to_box existed cropped to the box.
   config = _data_config()
   del config['crop_to_box']
-
-  with pytest.raises(errors.ConfigError, match='config.data.crop_to_box is missing'):
-    data.get(config)
+  assert data.get(config).config.crop_to_box is True
 
 
 def test_a_validation_split_of_all_of_train_is_refused():

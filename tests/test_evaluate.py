@@ -100,7 +100,7 @@ def test_a_resumed_run_may_change_its_scheduled_evaluators_but_not_its_seed():
   saved = json.loads(tiny_config().to_json_best_effort())
   config = tiny_config()
   config.evals.fgsm = {'every_epochs': 1, 'max_examples': 10}
-  assert checkpoints.describe_config_change(saved, config) is None
+  assert checkpoints.describe_config_change(saved, config, train.added_values()) is None
   config.seed = 7
-  assert checkpoints.describe_config_change(saved, config) == (
+  assert checkpoints.describe_config_change(saved, config, train.added_values()) == (
       'config.seed is 0 in the checkpoint and 7 now')

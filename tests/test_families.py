@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import lpta
+from lpta import config_fields as cf
 from lpta import families
 from lpta import objectives
 from lpta import train
@@ -64,12 +65,11 @@ class BrierMetrics(metrics.Collection):
 
 class ToyFamily(families.Family):
   name = 'toy'
-  model_names = ('noisy_linear',)
+  fields = {'noisy_linear': (cf.Field('noise', 0.1, 'σ of the noise added to the images.'),)}
   rng_streams = ('noise',)
   eval_metrics = BrierMetrics
 
   def validate(self):
-    families.require_fields(self.model_config, ('noise',))
     if self.model_config.noise < 0:
       raise ConfigError('config.model.noise must be >= 0.')
 
@@ -101,7 +101,7 @@ def toy_family(monkeypatch):
 
 def toy_config(**overrides):
   config = tiny_config(**{'data.validation_split': 16, 'data.synthetic_num_train': 80})
-  config.model = ml_collections.ConfigDict({'name': 'noisy_linear', 'noise': 0.1})
+  config.model = families.default_config('noisy_linear')
   config.update_from_flattened_dict(overrides)
   return config
 
@@ -145,6 +145,9 @@ def test_a_family_defined_outside_lpta_trains_checkpoints_resumes_loads_and_draw
 
 def test_the_families_model_names_are_the_valid_model_names(toy_family):
   assert {'attention_vgg', 'vgg', 'wrn', 'resnet', 'noisy_linear'} <= set(families.REGISTRY)
+  assert ToyFamily.model_names == ('noisy_linear',)
+  assert families.default_config('noisy_linear').to_dict() == {'name': 'noisy_linear',
+                                                               'noise': 0.1}
   with pytest.raises(ConfigError, match='config.model.noise must be >= 0'):
     families.get(ml_collections.ConfigDict({'name': 'noisy_linear', 'noise': -1.}))
   with pytest.raises(ConfigError, match=r"config.model.name='noisy_linear' needs "

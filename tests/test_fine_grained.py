@@ -50,8 +50,8 @@ def tiny_configs(tmp_path, **glimpse_overrides):
     config.optimizer.update(name='sgd', learning_rate=0.1, weight_decay=0.01)
     config.log_every_steps = 2
   trunk.model.head_units = 8
-  glimpse.model.update(hidden_units=8, attention_units=4, eval_samples=2,
-                       trunk_workdir=str(tmp_path / 'trunk'))
+  glimpse.model.update(hidden_units=8, attention_units=4, eval_samples=2)
+  glimpse.init_from.workdir = str(tmp_path / 'trunk')
   glimpse.num_attention_images = 2
   glimpse.update_from_flattened_dict(glimpse_overrides)
   return trunk, glimpse
@@ -82,12 +82,15 @@ def test_a_trunk_that_is_not_frozen_trains(tmp_path):
   assert not tree_equal(state.params['trunk'], pretrained.params['trunk'])
 
 
-def test_a_trunk_workdir_of_another_model_or_trunk_is_refused(tmp_path):
+def test_a_trunk_of_other_shapes_or_another_model_is_refused(tmp_path):
   trunk_config, glimpse_config = tiny_configs(tmp_path)
   trunk_config.model.small_trunk_widths = (4, 4)
   train.train_and_evaluate(trunk_config, tmp_path / 'trunk')
-  with pytest.raises(CheckpointError, match='not a glimpse_trunk run with the trunk'):
+  # The second layer of the pretrained trunk has 4 channels, the glimpse model's 8.
+  with pytest.raises(CheckpointError, match=r'config.init_from: params/trunk/bn1/bias has shape '
+                                            r'\(4,\) in .* and \(8,\) in this model'):
     train.train_and_evaluate(glimpse_config, tmp_path / 'glimpse')
+  assert not list((tmp_path / 'glimpse' / 'checkpoints').iterdir())  # nothing was trained
 
 
 def test_pretraining_heads_read_their_resolutions_and_report_the_three_resolution_head(

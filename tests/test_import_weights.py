@@ -27,6 +27,7 @@ from lpta import checkpoints
 from lpta import families
 from lpta import fine_tuning
 from lpta import import_weights
+from lpta import train
 from lpta.data import streamed
 from lpta.errors import CheckpointError, ConfigError
 
@@ -400,7 +401,8 @@ def test_preactivation_resnet18_at_imports_and_computes_the_same_logits_and_grou
   assert 'bn0' not in params['group0_block0']  # the stem pre-activates it
   # The recipe (configs/imagenet_resnet.py) lacks the field, which counts as False.
   assert checkpoints.describe_config_change(
-      run.config.to_dict(), import_weights.experiment_config('imagenet_resnet')) == (
+      run.config.to_dict(), import_weights.experiment_config('imagenet_resnet'),
+      train.added_values()) == (
           'config.model.preactivation is True in the checkpoint and False now')
 
   # A 64² image keeps the test fast (group outputs 16², 8², 4², 2²); the head's global mean is

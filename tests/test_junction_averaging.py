@@ -1,4 +1,8 @@
-"""model.junction_gradient_averaging: the official LTPA trainer's backward pass (seed-systems §1.11)."""
+"""model.junction_gradient_averaging: the official LTPA trainer's backward pass.
+
+saumya-jetley/cd_ICLR18_LearnToPayAttention: VGGNet/Common_lua_source/main_AttLevel{2,3}_1global.lua
+and RESNET/train_attenunit_2levels.lua.
+"""
 
 import flax.traverse_util
 import jax

@@ -63,7 +63,8 @@ def test_an_unknown_override_is_one_line_naming_it(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
       'error: --config.data.nmae is not a field of the config (did you mean name?); check its '
-      'spelling against the config file (configs/common.py documents the fields every run has).']
+      'spelling against the config file (docs/architecture.md says where each field is '
+      'declared).']
 
 
 def test_a_workdir_under_a_file_is_one_line_before_the_data_is_read(tmp_path):

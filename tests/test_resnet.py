@@ -24,7 +24,7 @@ def _count(model, image_shape=(32, 32, 3)):
 
 
 def _wrn_count_from_blocks(depth, widen_factor, num_classes):
-  """Trainable parameters of WRN-d-k summed block by block from the layer list (§2.1)."""
+  """Trainable parameters of WRN-d-k summed block by block from the layer list (AT's cifar.py)."""
   blocks_per_group = (depth - 4) // 6
   total = 9 * 3 * 16  # stem conv 3×3, 3 → 16, no bias
   previous = 16
@@ -85,7 +85,8 @@ def test_resnet50_bottlenecks_quadruple_the_group_widths_and_a_stride_one_stem_k
   model = resnet.ResNet(resnet.RESNET_STAGE_SIZES[50], 120, bottleneck=True, stem_kernel_size=5,
                         stem_stride=1)
   variables, (logits, aux) = _shapes(model, (96, 96, 3))
-  # 96 → max-pool 48 → 48, 24, 12, 6: the trunk's 2048×6×6 for a 96×96 glimpse (seed §3.2).
+  # 96 → max-pool 48 → 48, 24, 12, 6: the trunk's 2048×6×6 for a 96×96 glimpse
+  # (Visual-Attention-Pytorch's models.py).
   assert [a.shape for a in aux['group_activations']] == [
       (2, 48, 48, 256), (2, 24, 24, 512), (2, 12, 12, 1024), (2, 6, 6, 2048)]
   assert logits.shape == (2, 120)

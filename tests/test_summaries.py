@@ -1,14 +1,30 @@
 """Attention figures: colour map, normalisation, upsampling and the grid layout."""
 
+import subprocess
+import sys
+
 import numpy as np
 
 from lpta import summaries
 from lpta.families import ltpa
 
 
-def test_jet_endpoints_and_midpoint():
-  np.testing.assert_allclose(summaries.jet(np.array([0., .5, 1.])),
-                             [[0., 0., .5], [.5, 1., .5], [.5, 0., 0.]], atol=1e-7)
+def test_jet_is_matplotlibs_with_its_anchor_colours_and_clips():
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+  values = np.linspace(0., 1., 101).reshape(1, 101)
+  np.testing.assert_array_equal(summaries.jet(values), colormaps['jet'](values)[..., :3])
+  # Dark blue at 0, dark red at 1; outside [0, 1] the ends.
+  np.testing.assert_allclose(summaries.jet(np.array([-1., 0., 1., 2.])),
+                             [[0., 0., .5], [0., 0., .5], [.5, 0., 0.], [.5, 0., 0.]], atol=1e-7)
+  # The middle is light green, (.5, 1, .5) within matplotlib's 256-level table.
+  np.testing.assert_allclose(summaries.jet(np.array([.5])), [[.5, 1., .5]], atol=.025)
+
+
+def test_importing_summaries_does_not_import_matplotlib():
+  script = 'import sys\nfrom lpta import summaries\nprint("matplotlib" in sys.modules)'
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=120, check=True)
+  assert result.stdout.strip() == 'False'
 
 
 def test_softmax_maps_are_min_max_scaled_and_sigmoid_maps_kept():

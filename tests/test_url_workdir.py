@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 import gcs_emulator
+from lpta import checkpoints
 from test_train import tiny_config
 
 # JAX warns at every fork of a multithreaded process. The children here exec at once; between
@@ -43,7 +44,7 @@ def get_config():
   return tiny_config(num_epochs=1, **{CONFIG_OVERRIDES!r})
 """
 CHECKPOINT_ARRAYS = ('params', 'batch_stats', 'opt_state', 'normalisation')
-CHECKPOINT_JSONS = ('progress', 'config', 'dataset')
+CHECKPOINT_JSONS = ('progress', 'config', 'dataset', 'version')
 LOAD_RUN = f"""
 import json
 import numpy as np
@@ -152,7 +153,9 @@ def test_main_writes_checkpoint_events_figure_and_config_into_the_bucket(gcs, tr
   assert json.loads(gcs.read(f'{step}/config/metadata')) == _expected_config()
   assert json.loads(gcs.read(f'{step}/dataset/metadata'))['image_shape'] == [16, 16, 3]
 
-  assert json.loads(gcs.read('run/config.json')) == _expected_config()
+  assert json.loads(gcs.read('run/config.json')) == {
+      'lpta_version': checkpoints.lpta_version(), **_expected_config()}
+  assert json.loads(gcs.read(f'{step}/version/metadata')) == checkpoints.lpta_version()
   assert gcs.read('run/attention/step_00000004.png').startswith(b'\x89PNG\r\n\x1a\n')
   # The events file is whole: TensorFlow flushed it into the bucket before main.py exited.
   local_events = tmp_path / 'events'

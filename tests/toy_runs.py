@@ -16,7 +16,7 @@ from lpta.data import preprocessing
 class ToyFamily(families.Family):
   """A family around a given module; not registered, so no config builds it."""
   name = 'toy'
-  model_names = ()
+  fields = {'toy': ()}
 
   def __init__(self, module: nn.Module, feature_layer: str | None = None, maps=None,
                figure_arrays_are_maps: bool = True):
@@ -25,9 +25,6 @@ class ToyFamily(families.Family):
     self.maps = maps  # aux key of learned maps [B, h, w] in [0, 1], or None
     self.figure_arrays_are_maps = figure_arrays_are_maps
     super().__init__(ml_collections.ConfigDict({'name': 'toy'}))
-
-  def validate(self):
-    pass
 
   def build(self, num_classes, dtype):
     return self.module

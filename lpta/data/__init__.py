@@ -15,49 +15,51 @@ lpta.data.streamed.StreamedDataset).
 TensorFlow and TFDS are imported only when a TFDS data set is loaded, so the `synthetic` source,
 the models and `lpta.load_run` work without them.
 
-Fields of `config.data` (an `ml_collections.ConfigDict`):
-  name: a registered source (`REGISTRY`): cifar10, cifar100, svhn_cropped, fashion_mnist (held
-    in host memory), translated_fashion_mnist and cluttered_fashion_mnist (Fashion-MNIST on
-    larger canvases, with object boxes: lpta.data.canvases), imagenet2012 and stanford_dogs
-    (streamed from disk by lpta.data.streamed), caltech_birds2011 (CUB-200-2011 cropped to the
-    birds' boxes and held in host memory, with boxes and segmentation masks: lpta.data.cub),
-    synthetic (random uint8 images and labels from a fixed seed).
-  data_dir: TFDS data directory; None uses TFDS's default (`$TFDS_DATA_DIR` or
-    `~/tensorflow_datasets`).
-  manual_dir: folder holding manually downloaded source files; None uses
-    `<data_dir>/downloads/manual`. A data set that is not prepared yet is built from the files
-    found there, otherwise downloaded by TFDS. `fashion_mnist` is built offline from the Debian
-    package `dataset-fashion-mnist` when that is installed.
-  train_split: the TFDS split to train on: 'train', or a subset such as 'train[:15000]' for
-    short runs. Only 'train' for `synthetic`.
-  validation_split: how many examples at the end of `train_split` are held out as the
-    validation split (0: none). The validation accuracy ranks the "best" checkpoints; without
-    a validation split no best checkpoint is kept. The test split is only evaluated and
-    reported.
-  zca: whether to fit a ZCA whitening matrix on the train split.
-  zca_epsilon: added to the covariance eigenvalues before inverting them (e.g. 1e-2); must be
-    positive when `zca` is set.
-  random_crop_padding: zero padding in pixels on each side before the random crop (4 for CIFAR,
-    0 for no crop).
-  random_flip: whether to flip images horizontally at random (False for digits).
-  image_size: side of the square images of a streamed data set (None: 224) or of
-    caltech_birds2011 (None: 80); must be None for the others, whose images keep their size.
-  synthetic_image_shape, synthetic_num_classes, synthetic_num_train, synthetic_num_test: the
-    shape (H, W, C), classes and example counts (all processes together) of `synthetic`.
+`config.data.name` picks the source; the fields every source reads are FIELDS below, and each
+source declares its own (`Source.fields`); `default_config()` gives all of them, so that every
+run's config has the same data fields. Registered sources: cifar10, cifar100, svhn_cropped,
+fashion_mnist (held in host memory), translated_fashion_mnist and cluttered_fashion_mnist
+(Fashion-MNIST on larger canvases, with object boxes: lpta.data.canvases), imagenet2012 and
+stanford_dogs (streamed from disk by lpta.data.streamed), caltech_birds2011 (CUB-200-2011 cropped
+to the birds' boxes and held in host memory, with boxes and segmentation masks: lpta.data.cub),
+synthetic (random uint8 images and labels from a fixed seed). A data set that is not prepared
+yet is built from the files in `manual_dir`, otherwise downloaded by TFDS; `fashion_mnist` is
+built offline from the Debian package `dataset-fashion-mnist` when that is installed.
 """
 
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import ml_collections
 
+from lpta import config_fields as cf
 from lpta import errors
 from lpta.data import preprocessing
 
 EVAL_SPLITS = ('validation', 'test')  # in the order they are evaluated
-COMMON_FIELDS = ('name', 'data_dir', 'manual_dir', 'zca', 'zca_epsilon', 'random_crop_padding',
-                 'random_flip', 'image_size', 'train_split', 'validation_split')
+# The fields of config.data that every source reads (besides `name`).
+FIELDS = (
+    cf.Field('data_dir', None, "TFDS data directory; None: $TFDS_DATA_DIR or "
+             '~/tensorflow_datasets.', cf.optional(cf.STRING), kind=str),
+    cf.Field('manual_dir', None, 'Folder of manually downloaded archives for offline '
+             'preparation; None: <data_dir>/downloads/manual.', cf.optional(cf.STRING), kind=str),
+    cf.Field('train_split', 'train', "The TFDS split to train on, or a slice of it for short "
+             "runs, e.g. 'train[:15000]'.",
+             cf.Check("must be the train split or a slice of it, e.g. 'train' or "
+                      "'train[:15000]'",
+                      lambda value: isinstance(value, str) and value.startswith('train'))),
+    cf.Field('validation_split', 0, 'Examples at the end of train_split held out to rank the '
+             "best checkpoints; 0: none (the papers' protocol: train on all of train, report the "
+             'final test accuracy).', cf.integer(0)),
+    cf.Field('zca', False, 'ZCA whitening fitted on the training split (after per-channel '
+             'mean/std).', cf.BOOLEAN),
+    cf.Field('zca_epsilon', 1e-2, 'Added to the covariance eigenvalues before inverting them.'),
+    cf.Field('random_crop_padding', 4, 'Random crop after zero-padding by this many pixels; 0: '
+             'no crop.', cf.integer(0)),
+    cf.Field('random_flip', True, 'Random horizontal flips (off for digits).', cf.BOOLEAN),
+    cf.Field('image_size', None, 'Side of the square images of a streamed data set (None: 224) '
+             'and of caltech_birds2011 (None: 80); the others keep their size.', kind=int),
+)
 
 
 class Dataset:
@@ -105,36 +107,31 @@ class Source:
   # Whether `config.data.image_size` sets the side of the square images of a source held in
   # memory, which resizes them when it loads them (streamed sources always take it).
   resized: ClassVar[bool] = False
+  # The fields of config.data this source reads besides FIELDS (e.g. the canvas size).
+  fields: ClassVar[tuple[cf.Field, ...]] = ()
 
   def __init__(self, data_config: ml_collections.ConfigDict):
-    self.config = data_config
+    # Checked against the fields' declarations, with the values of fields added since.
+    self.config = cf.validated(data_config, FIELDS + self.fields, 'config.data',
+                               owner=f'config.data.name={data_config.get("name")!r}')
     self.validate()
 
   def validate(self) -> None:
-    """Raises ConfigError naming the field for a missing or bad value of `config.data`."""
+    """Raises ConfigError naming the field for a value that the fields' own checks accept but
+    that does not fit the rest of `config.data`."""
     config = self.config
-    require_fields(config, COMMON_FIELDS)
-    require_bool(config, 'zca')
-    require_bool(config, 'random_flip')
-    require_int(config, 'random_crop_padding', minimum=0)
-    require_int(config, 'validation_split', minimum=0)
-    epsilon = config.zca_epsilon
-    if config.zca and (isinstance(epsilon, bool) or not isinstance(epsilon, (int, float))
-                       or epsilon <= 0):
+    if config.zca and not cf.POSITIVE_NUMBER.accepts(config.zca_epsilon):
       raise errors.ConfigError(
-          f'config.data.zca_epsilon={epsilon!r} must be a positive number when config.data.zca '
+          f'config.data.zca_epsilon={config.zca_epsilon!r} must be a positive number when config.data.zca '
           'is set; use e.g. --config.data.zca_epsilon=0.01.')
-    if not isinstance(config.train_split, str) or not config.train_split.startswith('train'):
-      raise errors.ConfigError(
-          f'config.data.train_split={config.train_split!r} must be the train split or a slice '
-          "of it, e.g. 'train' or 'train[:15000]'.")
     if self.streamed and (config.random_crop_padding or config.zca):
       raise errors.ConfigError(
           f'{config.name} is streamed with random-resized crops and mean/std normalisation; '
           'set --config.data.random_crop_padding=0 --config.data.zca=False.')
     if self.streamed or self.resized:
-      if config.image_size is not None:
-        require_int(config, 'image_size', minimum=1)
+      if config.image_size is not None and not cf.integer(1).accepts(config.image_size):
+        raise errors.ConfigError(f'config.data.image_size={config.image_size!r} '
+                                 f'{cf.integer(1).refusal}, or None for the default.')
     elif config.image_size is not None:
       sized = ', '.join(name for name, cls in REGISTRY.items() if cls.streamed or cls.resized)
       raise errors.ConfigError(
@@ -186,27 +183,17 @@ def get(data_config: ml_collections.ConfigDict) -> Source:
   return REGISTRY[name](data_config)
 
 
-def require_fields(config: ml_collections.ConfigDict, names: Sequence[str]) -> None:
-  for name in names:
-    if name not in config:
-      raise errors.ConfigError(
-          f'config.data.{name} is missing; add it to the config (the fields are described in '
-          'lpta/data/__init__.py).')
+def default_config() -> ml_collections.ConfigDict:
+  """config.data with every field of every source at its default (`name` unset)."""
+  fields = {field.name: field for source in dict.fromkeys(REGISTRY.values())
+            for field in FIELDS + source.fields}
+  return cf.default_config(fields.values(), name=ml_collections.config_dict.placeholder(str))
 
 
-def require_bool(config: ml_collections.ConfigDict, name: str) -> None:
-  if not isinstance(config[name], bool):
-    raise errors.ConfigError(
-        f'config.data.{name}={config[name]!r} must be True or False; fix it with '
-        f'--config.data.{name}=True (or False).')
-
-
-def require_int(config: ml_collections.ConfigDict, name: str, minimum: int) -> None:
-  value = config[name]
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise errors.ConfigError(
-        f'config.data.{name}={value!r} must be an integer >= {minimum}; fix it with '
-        f'--config.data.{name}=N.')
+def added_values() -> dict[str, Any]:
+  """{'data.<field>': value} of the data fields that configs saved before them lack."""
+  return cf.merge_added(*(cf.added_values('data', FIELDS + source.fields)
+                          for source in REGISTRY.values()))
 
 
 # The built-in sources register themselves on import.

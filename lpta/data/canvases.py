@@ -12,18 +12,14 @@ The canvases are drawn from fixed seeds, one per split, independent of `config.s
 trains and tests on the same canvases. They are made from the Fashion-MNIST that lpta.data
 prepares offline from the Debian package, so no other data set is needed.
 
-Fields of `config.data` besides the common ones (lpta/data/__init__.py):
-  canvas_size: side of the square canvas in pixels (>= 28).
-  clutter_pieces: clutter pieces per canvas; 0 for translated_fashion_mnist, > 0 for
-    cluttered_fashion_mnist.
-  clutter_piece_size: side of each clutter piece (1 to 28).
-Random crops and flips are refused (they would move the item away from its box), and so is ZCA
+Its fields of `config.data` are `CanvasSource.fields`. Random crops and flips are refused (they would move the item away from its box), and so is ZCA
 (black would no longer be zero).
 """
 
 import ml_collections
 import numpy as np
 
+from lpta import config_fields as cf
 from lpta import data
 from lpta import errors
 from lpta.data import in_memory
@@ -71,14 +67,18 @@ class CanvasSource(in_memory.InMemorySource):
   """Fashion-MNIST items on canvases, with their boxes."""
   names = ('translated_fashion_mnist', 'cluttered_fashion_mnist')
   object_boxes = True
+  fields = (
+      cf.Field('canvas_size', 60, 'Side of the square canvas the 28×28 item is placed on (RAM: '
+               '60).', cf.integer(ITEM_SIZE)),
+      cf.Field('clutter_pieces', 0, 'Pieces of other images per canvas: 0 for '
+               'translated_fashion_mnist, > 0 for cluttered_fashion_mnist (RAM: 4).',
+               cf.integer(0)),
+      cf.Field('clutter_piece_size', 8, 'Side of each clutter piece (1 to 28).', cf.integer(1)),
+  )
 
   def validate(self):
     super().validate()
     config = self.config
-    data.require_fields(config, ('canvas_size', 'clutter_pieces', 'clutter_piece_size'))
-    data.require_int(config, 'canvas_size', minimum=ITEM_SIZE)
-    data.require_int(config, 'clutter_pieces', minimum=0)
-    data.require_int(config, 'clutter_piece_size', minimum=1)
     if config.clutter_piece_size > ITEM_SIZE:
       raise errors.ConfigError(f'config.data.clutter_piece_size={config.clutter_piece_size} '
                                f'must be at most {ITEM_SIZE}, the side of the images it is cut from.')

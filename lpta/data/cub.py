@@ -1,13 +1,14 @@
 """CUB-200-2011 (TFDS `caltech_birds2011`): the birds cropped to their boxes, held in host memory.
 
-Protocol (LTPA's CUB experiments, seed-systems §1.9): 200 species and the official split, train
-5,994 and test 5,794 RGB images of many sizes. Each image is cropped to its ground-truth
-bounding box (rounded to whole pixels) and resized to size × size, bilinear and antialiased,
-without keeping the aspect ratio (as the Keras port's cv2.resize), size = config.data.image_size
-(None: 80, the input of LTPA's att2 CUB model). With config.data.validation_split = n, the last n
-examples of train_split are the validation split that ranks the best checkpoints (TFDS writes the
-examples in an order shuffled by their keys, so these mix the species); the test split is only
-evaluated and reported. TFDS labels are 0..199 (the files' class ids minus one).
+Protocol (LTPA's CUB experiments: saumya-jetley/cd_ICLR18_LearnToPayAttention's
+VGGNet/run_expt_cubs200.sh and VGGNet/models/models_CUBS200): 200 species and the official split,
+train 5,994 and test 5,794 RGB images of many sizes. Each image is cropped to its ground-truth
+bounding box (rounded to whole pixels) and resized to size × size, bilinear and antialiased, without
+keeping the aspect ratio (as the Keras port's cv2.resize), size = config.data.image_size (None: 80,
+the input of LTPA's att2 CUB model). With config.data.validation_split = n, the last n examples of
+train_split are the validation split that ranks the best checkpoints (TFDS writes the examples in an
+order shuffled by their keys, so these mix the species); the test split is only evaluated and
+reported. TFDS labels are 0..199 (the files' class ids minus one).
 
 Why host memory, as CIFAR (lpta.data.in_memory) rather than streamed (lpta.data.streamed): the
 11,788 crops at 80 × 80 × 3 take 226 MB as uint8 (the masks of the evaluated images 41 MB more),
@@ -25,11 +26,9 @@ Evaluation batches (validation and test) also carry, in the pixels of the size �
     evaluation batch (lpta.data.batching).
 Train batches hold 'image' uint8 [b, size, size, 3] and 'label' int32 [b] only.
 
-Field of `config.data` besides the common ones (lpta/data/__init__.py):
-  crop_to_box: True: the protocol's box crops, whose box is the whole image (0, 0, size, size);
-    False: the whole image resized to size × size, with the box (rounded outwards) and the
-    mask moved with it, so that attention maps can be scored against where the bird is
-    (lpta.evaluators.localisation).
+Its own field of `config.data` is `crop_to_box` (`CubSource.fields`): False keeps the whole
+image, with the box (rounded outwards) and the mask moved with it, so that attention maps can be
+scored against where the bird is (lpta.evaluators.localisation).
 
 Offline preparation (lpta.data.tfds_preparation): put the original CUB_200_2011.tgz and
 segmentations.tgz (https://www.vision.caltech.edu/datasets/cub_200_2011/) in manual_dir; the
@@ -39,6 +38,7 @@ reads the segmentations with OpenCV (pip install opencv-python-headless), needed
 
 import numpy as np
 
+from lpta import config_fields as cf
 from lpta import data
 from lpta import errors
 from lpta.data import in_memory
@@ -58,11 +58,9 @@ class CubSource(in_memory.InMemorySource):
   names = ('caltech_birds2011',)
   object_boxes = True
   resized = True
-
-  def validate(self):
-    super().validate()
-    data.require_fields(self.config, ('crop_to_box',))
-    data.require_bool(self.config, 'crop_to_box')
+  fields = (cf.Field('crop_to_box', True, "Crop each bird to its box (the LTPA protocol), or "
+                     'False: the whole image, with the box and segmentation in evaluation '
+                     'batches.', cf.BOOLEAN, added=True),)
 
   @property
   def image_size(self) -> int:

@@ -15,6 +15,7 @@ import dataclasses
 from absl import logging
 import numpy as np
 
+from lpta import config_fields as cf
 from lpta import data
 from lpta import errors
 from lpta.data import batching
@@ -153,20 +154,20 @@ def _as_numpy(split) -> Arrays:
 class SyntheticSource(InMemorySource):
   """Random uint8 images and labels from a fixed seed (benchmarks and tests); no TensorFlow."""
   names = ('synthetic',)
+  fields = (
+      cf.Field('synthetic_image_shape', (32, 32, 3), '(height, width, channels) of its images.',
+               cf.tuple_of(cf.POSITIVE_INTEGER, 'positive integers (height, width, channels), '
+                           'e.g. (32, 32, 3)', length=3)),
+      cf.Field('synthetic_num_classes', 100, 'Its classes.', cf.integer(1)),
+      cf.Field('synthetic_num_train', 50_000, 'Its training examples (all processes).',
+               cf.integer(1)),
+      cf.Field('synthetic_num_test', 10_000, 'Its test examples (all processes).',
+               cf.integer(1)),
+  )
 
   def validate(self):
     super().validate()
     config = self.config
-    names = ('synthetic_image_shape', 'synthetic_num_classes', 'synthetic_num_train',
-             'synthetic_num_test')
-    data.require_fields(config, names)
-    shape = tuple(config.synthetic_image_shape)
-    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
-      raise errors.ConfigError(
-          f'config.data.synthetic_image_shape={shape} must be three positive integers '
-          '(height, width, channels), e.g. (32, 32, 3).')
-    for name in names[1:]:
-      data.require_int(config, name, minimum=1)
     if config.train_split != 'train':
       raise errors.ConfigError("config.data.train_split must be 'train' for synthetic data; set "
                                'config.data.synthetic_num_train instead.')

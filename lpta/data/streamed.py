@@ -6,7 +6,7 @@ records while training, decodes only the crop it needs, and hands uint8 batches 
 loop; random flips and normalisation happen inside the jitted step, as for the small data sets
 (lpta.data.in_memory). A StreamedDataset has the same methods as in_memory.Dataset.
 
-Preprocessing (the PyTorch recipe of the attention-transfer code, seed-systems §2.5), for
+Preprocessing (the PyTorch recipe of szagoruyko/attention-transfer's imagenet.py), for
 `size` = config.data.image_size (224 by default):
   train: a random crop covering 8% to 100% of the image with aspect ratio in [3/4, 4/3] (the
     whole image if 10 draws fail), resized to size × size (bilinear, antialiased);
@@ -14,9 +14,9 @@ Preprocessing (the PyTorch recipe of the attention-transfer code, seed-systems �
     same pixels as resizing the short side to 256 and cropping 224);
   normalisation: the usual ImageNet channel mean and std (`MEAN`, `STD`), not fitted.
 Stanford Dogs (120 breeds, 12,000 train and 8,580 test images of many sizes) is cut into squares,
-as the fine-grained glimpse model reads it (seed-systems §3.7): train a square of side min(H, W)
-at a random offset, evaluation the central one, both resized to size × size; the ImageNet
-statistics, which its ImageNet-pretrained trunks expect.
+as the fine-grained glimpse model reads it (Visual-Attention-Pytorch's dataset.py and
+main.py): train a square of side min(H, W) at a random offset, evaluation the central one, both
+resized to size × size; the ImageNet statistics, which its ImageNet-pretrained trunks expect.
 
 Training is exactly resumable: epoch e reads the shard's files and shuffles its examples with
 seeds drawn from [seed, e], and example i of the epoch is cropped with the stateless seed

@@ -2,19 +2,14 @@
 
   python -m lpta.evaluate --workdir=W --eval=NAME [--eval.FIELD=VALUE ...]
 
-An evaluator is one registered class (like a model family): `default_config` (its fields, each
-documented where it is defined), `validate`, and `evaluate(run, output)`, which reads the run
+An evaluator is one registered class (like a model family): `fields` (its config fields, each
+declared once with its default, meaning and check, lpta.config_fields: those of every evaluator
+in `Evaluator.fields`, those of the evaluators that score maps in MAP_FIELDS, then its own), from
+which come `default_config` and `validate`, and `evaluate(run, output)`, which reads the run
 (lpta.load_run) and data, and returns its scalar results. `evaluate_run` writes them under
 `<run workdir>/eval/<name>/`: `results.json` (the run, its step, the evaluator's config and the
 results), TensorBoard scalars `<name>/<result>` at the run's step, and the evaluator's own PNG
 plots and CSV files of per-example values. A new evaluator adds a file that registers itself here.
-
-Common fields of every evaluator's config:
-  split: the split of the run's data set it reads ('test' by default; evaluators only report,
-    they select nothing).
-  max_examples: how many examples of it (the first ones; None: all).
-  batch_size: examples per jitted call.
-  seed: for anything random (random orders, attack starts, rng streams of the model).
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,9 +21,9 @@ from typing import Any, ClassVar
 from etils import epath
 import jax
 import ml_collections
-from ml_collections import config_dict
 import numpy as np
 
+from lpta import config_fields as cf
 from lpta import data
 from lpta import maps
 from lpta import runs
@@ -69,36 +64,38 @@ class Output:
 
 
 class Evaluator:
-  """An evaluator bound to its config; subclasses set `name` and implement `evaluate`."""
+  """An evaluator bound to its config; subclasses set `name`, add their fields to `fields` and
+  implement `evaluate`."""
   name: ClassVar[str]
+  fields: ClassVar[tuple[cf.Field, ...]] = (
+      cf.Field('split', 'test', "The split of the run's data set it reads (evaluators only "
+               'report, they select nothing).', cf.one_of(data.EVAL_SPLITS, 'an eval split')),
+      cf.Field('max_examples', 2000, 'How many examples of the split it reads, the first ones; '
+               'None: all.',
+               cf.Check(cf.POSITIVE_INTEGER.refusal, cf.optional(cf.POSITIVE_INTEGER).accepts)),
+      cf.Field('batch_size', 250, 'Examples per jitted call.', cf.POSITIVE_INTEGER),
+      cf.Field('seed', 0, 'For anything random: random orders, attack starts, rng streams of the '
+               'model.', cf.integer(0)),
+  )
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
-    """The evaluator's fields with their defaults (subclasses add theirs to this one)."""
-    config = ml_collections.ConfigDict()
-    config.split = 'test'
-    config.max_examples = 2000
-    config.batch_size = 250
-    config.seed = 0
-    return config
+    """The evaluator's fields with their defaults."""
+    return cf.default_config(cls.fields)
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.validate()
 
   def validate(self) -> None:
-    """ConfigError naming the field for a bad value."""
-    config = self.config
-    unknown = sorted(set(config) - set(self.default_config()))
+    """ConfigError naming the field for a bad value (subclasses add the checks that involve
+    several fields)."""
+    names = sorted(field.name for field in self.fields)
+    unknown = sorted(set(self.config) - set(names))
     if unknown:
       raise ConfigError(f'--eval.{unknown[0]} is not a field of the {self.name} evaluator; its '
-                        f'fields are {", ".join(sorted(self.default_config()))}.')
-    require_positive_int(config, 'batch_size')
-    if config.max_examples is not None:
-      require_positive_int(config, 'max_examples')
-    if config.split not in data.EVAL_SPLITS:
-      raise ConfigError(f'--eval.split={config.split!r} must be one of '
-                        f'{", ".join(data.EVAL_SPLITS)}.')
+                        f'fields are {", ".join(names)}.')
+    cf.validated(self.config, self.fields, '--eval', f'the {self.name} evaluator')
 
   @property
   def output_name(self) -> str:
@@ -111,55 +108,26 @@ class Evaluator:
     raise NotImplementedError
 
 
-def require_positive_int(config: ml_collections.ConfigDict, field: str) -> None:
-  value = config[field]
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ConfigError(f'--eval.{field}={value!r} must be a positive integer.')
+_MAP_KINDS = cf.tuple_of(cf.one_of(maps.KINDS), 'map kinds')
 
-
-def require_numbers(config: ml_collections.ConfigDict, field: str, low: float,
-                    high: float) -> None:
-  """ConfigError unless config[field] is a non-empty sequence of numbers in [low, high]."""
-  values = config[field]
-  if (not isinstance(values, (tuple, list)) or not values
-      or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
-                 for v in values)):
-    raise ConfigError(f'--eval.{field}={values!r} must be a list of numbers in [{low}, {high}], '
-                      f'e.g. --eval.{field}="({low}, {high})".')
-
-
-def add_map_fields(config: ml_collections.ConfigDict) -> None:
-  """The fields of evaluators that score maps (lpta.maps)."""
-  config.maps = ('gradcam',)  # map kinds to score, among lpta.maps.KINDS
-  # Level of the 'attention' maps (1 for L1, ...); None: their mean. A placeholder, so that
-  # --eval.attention_level=2 can override it.
-  config.attention_level = config_dict.placeholder(int)
-  config.target = 'predicted'  # the class Grad-CAM explains: 'predicted' or 'label'
-
-
-def validate_map_fields(config: ml_collections.ConfigDict) -> None:
-  kinds = config.maps
-  if (not isinstance(kinds, (tuple, list)) or not kinds
-      or not all(kind in maps.KINDS for kind in kinds) or len(set(kinds)) != len(kinds)):
-    raise ConfigError(f'--eval.maps={kinds!r} must be distinct kinds of '
-                      f'{", ".join(maps.KINDS)}, e.g. --eval.maps="(\'attention\', \'gradcam\')".')
-  if config.attention_level is not None:
-    require_positive_int(config, 'attention_level')
-  if config.target not in maps.TARGETS:
-    raise ConfigError(f'--eval.target={config.target!r} must be one of {", ".join(maps.TARGETS)}.')
+# The fields of the evaluators that score maps (lpta.maps).
+MAP_FIELDS = (
+    cf.Field('maps', ('gradcam',), f'The map kinds to score, distinct, among '
+             f'{", ".join(maps.KINDS)}.',
+             cf.Check(f'must be distinct kinds of {", ".join(maps.KINDS)}', lambda kinds: (
+                 _MAP_KINDS.accepts(kinds) and 0 < len(set(kinds)) == len(kinds))),
+             hint='(e.g. --eval.maps="(\'attention\', \'gradcam\')")'),
+    cf.Field('attention_level', None, "The level of the 'attention' maps (1 for L1, ...); None: "
+             'their mean.', cf.optional(cf.POSITIVE_INTEGER), kind=int),
+    cf.Field('target', 'predicted', "The class Grad-CAM explains: 'predicted' or 'label'.",
+             cf.one_of(maps.TARGETS, 'a class to explain')),
+)
 
 
 def map_function(run: runs.Run, kind: str, config: ml_collections.ConfigDict) -> maps.MapFunction:
   """lpta.maps.map_function of `kind` with the map fields of `config`."""
   return maps.map_function(run, kind, level=config.attention_level if kind == 'attention' else None,
                            target=config.target)
-
-
-def require_fraction(config: ml_collections.ConfigDict, field: str) -> None:
-  """ConfigError unless config[field] is a number in [0, 1]."""
-  value = config[field]
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-    raise ConfigError(f'--eval.{field}={value!r} must be a number in [0, 1].')
 
 
 def register(evaluator_class: type[Evaluator]) -> type[Evaluator]:
@@ -201,10 +169,15 @@ def batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> Iterator[dict[
   yield from batching.eval_batches(arrays, batch_size, -(-num_examples // batch_size))
 
 
+# The field of config.evals.<name> besides the evaluator's own.
+EVERY_EPOCHS = cf.Field('every_epochs', 1, 'Run the evaluator every this many epochs of '
+                        'training, and at its end.', cf.POSITIVE_INTEGER)
+
+
 def scheduled(evals: ml_collections.ConfigDict,
               process_count: int = 1) -> list[tuple[str, ml_collections.ConfigDict, int]]:
   """(name, evaluator config, every_epochs) of each evaluator that `config.evals` schedules
-  during training. `config.evals.<name>` holds `every_epochs` (default 1) and any of the
+  during training. `config.evals.<name>` holds `every_epochs` (EVERY_EPOCHS) and any of the
   evaluator's fields (the others keep their defaults). ConfigError for a bad entry."""
   if len(evals) and process_count > 1:
     raise ConfigError('config.evals runs evaluators during single-process training only; with '
@@ -213,16 +186,16 @@ def scheduled(evals: ml_collections.ConfigDict,
   entries = []
   for name, fields in evals.items():
     fields = dict(fields)
-    every_epochs = fields.pop('every_epochs', 1)
-    if isinstance(every_epochs, bool) or not isinstance(every_epochs, int) or every_epochs < 1:
-      raise ConfigError(f'config.evals.{name}.every_epochs={every_epochs!r} must be a positive '
-                        'integer.')
+    schedule = ml_collections.ConfigDict(
+        {EVERY_EPOCHS.name: fields.pop(EVERY_EPOCHS.name, EVERY_EPOCHS.default)})
+    every_epochs = cf.validated(schedule, (EVERY_EPOCHS,), f'config.evals.{name}').every_epochs
     evaluator_class = get_class(name)
     config = evaluator_class.default_config()
     unknown = sorted(set(fields) - set(config))
     if unknown:
       raise ConfigError(f'config.evals.{name}.{unknown[0]} is not a field of the {name} '
-                        f'evaluator; its fields are every_epochs, {", ".join(sorted(config))}.')
+                        f'evaluator; its fields are {EVERY_EPOCHS.name}, '
+                        f'{", ".join(sorted(config))}.')
     config.update(fields)
     evaluator_class(config)  # validates
     entries.append((name, config, every_epochs))

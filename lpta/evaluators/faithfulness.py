@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lpta import config_fields as cf
 from lpta import evaluators
 from lpta import runs
 from lpta.data import preprocessing
@@ -171,25 +172,14 @@ class DeletionInsertion(evaluators.Evaluator):
   docstring). Lower deletion AUC and higher insertion AUC are better."""
   name = 'deletion_insertion'
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    config = super().default_config()
-    evaluators.add_map_fields(config)
-    config.steps = 28  # equal increments of pixels; each curve has steps + 1 points
-    config.blur_sigma = 2.  # std (pixels) of the Gaussian blur insertion starts from
-    config.deletion_value = 0.  # value in [0, 1] deleted pixels take (0: black)
-    return config
-
-  def validate(self) -> None:
-    super().validate()
-    config = self.config
-    evaluators.validate_map_fields(config)
-    evaluators.require_positive_int(config, 'steps')
-    sigma = config.blur_sigma
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-      raise ConfigError(f'--eval.blur_sigma={sigma!r} must be a positive number of pixels, '
-                        'e.g. 2.')
-    evaluators.require_fraction(config, 'deletion_value')
+  fields = evaluators.Evaluator.fields + evaluators.MAP_FIELDS + (
+      cf.Field('steps', 28, 'Equal increments of pixels; each curve has steps + 1 points (at '
+               'most the pixels of an image).', cf.POSITIVE_INTEGER),
+      cf.Field('blur_sigma', 2., 'The std (pixels) of the Gaussian blur insertion starts from.',
+               cf.POSITIVE_NUMBER, hint='(pixels, e.g. 2)'),
+      cf.Field('deletion_value', 0., 'The value in [0, 1] deleted pixels take (0: black).',
+               cf.number(0, 1)),
+  )
 
   def evaluate(self, run: runs.Run, output: evaluators.Output) -> dict[str, float]:
     config = self.config

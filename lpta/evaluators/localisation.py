@@ -28,14 +28,13 @@ kind in the map kinds and 'centre'. Files: scores.png (the metrics side by side)
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from scipy import ndimage
 
+from lpta import config_fields as cf
 from lpta import evaluators
 from lpta import runs
 from lpta.data import preprocessing
-from lpta.errors import ConfigError
 
 METRICS = ('pointing', 'energy', 'box_iou', 'box_accuracy', 'jaccard')
 CENTRE = 'centre'
@@ -127,26 +126,16 @@ class Localisation(evaluators.Evaluator):
   """The module docstring's scores for each map kind and the centre baseline."""
   name = 'localisation'
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    config = super().default_config()
-    evaluators.add_map_fields(config)  # each kind is scored beside the centre baseline
-    config.pointing_tolerance = 0.  # pixels around the box that still count as a hit
-    config.box_threshold = .2  # fraction of the map's maximum kept for the box (CAM: 0.2)
-    config.mask_threshold = .5  # fraction of the map's maximum that binarises it for Jaccard
-    config.foreground_threshold = .1  # pixel value in [0, 1] above which a pixel is the object
-    return config
-
-  def validate(self):
-    super().validate()
-    config = self.config
-    evaluators.validate_map_fields(config)
-    for field in ('box_threshold', 'mask_threshold', 'foreground_threshold'):
-      evaluators.require_fraction(config, field)
-    tolerance = config.pointing_tolerance
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-      raise ConfigError(f'--eval.pointing_tolerance={tolerance!r} must be a number of pixels '
-                        '>= 0.')
+  fields = evaluators.Evaluator.fields + evaluators.MAP_FIELDS + (
+      cf.Field('pointing_tolerance', 0., 'Pixels around the box that still count as a hit.',
+               cf.number(0), hint='(pixels)'),
+      cf.Field('box_threshold', .2, "The fraction of the map's maximum kept for the box (CAM: "
+               '0.2).', cf.number(0, 1)),
+      cf.Field('mask_threshold', .5, "The fraction of the map's maximum that binarises it for "
+               'Jaccard.', cf.number(0, 1)),
+      cf.Field('foreground_threshold', .1, 'The pixel value in [0, 1] above which a pixel is the '
+               'object.', cf.number(0, 1)),
+  )
 
   def evaluate(self, run: runs.Run, output: evaluators.Output) -> dict[str, float]:
     config = self.config

@@ -33,15 +33,7 @@ Probe-train keeps its first `max_train_examples` examples and probe-test its fir
 Results: probe_accuracy and pixel_probe_accuracy (on probe-test), descriptor_size (D),
 train_examples and test_examples. Files, under <workdir>/eval/probe_<dataset>/: probe.csv
 (features: descriptors or pixels, accuracy) and confusion.png (the descriptor probe's confusion
-matrix on probe-test, true class by row).
-
-Fields (besides the common ones of lpta.evaluators):
-  dataset: 'digits' or 'own' (above).
-  test_fraction: share of the digits that goes to probe-test, in (0, 1); each side must keep at
-    least one digit per class.
-  max_train_examples: at most this many probe-train examples.
-  C: inverse L2 regularisation strength of the probe (> 0).
-  max_iter: L-BFGS iterations of each probe fit.
+matrix on probe-test, true class by row). Fields: `Probe.fields`.
 """
 
 import itertools
@@ -50,9 +42,9 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from lpta import config_fields as cf
 from lpta import data
 from lpta import evaluators
 from lpta import runs
@@ -209,30 +201,26 @@ class Probe(evaluators.Evaluator):
   def output_name(self) -> str:
     return f'probe_{self.config.dataset}'  # <workdir>/eval/probe_digits/, .../probe_own/
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    config = super().default_config()
-    config.dataset = 'digits'
-    config.test_fraction = 0.5
-    config.max_train_examples = 5000
-    config.C = 1.0
-    config.max_iter = 1000
-    return config
+  fields = evaluators.Evaluator.fields + (
+      cf.Field('dataset', 'digits', "The probe sets: 'digits' or 'own' (module docstring).",
+               cf.one_of(DATASETS, 'a probe data set')),
+      cf.Field('test_fraction', 0.5, 'The share of the digits that goes to probe-test, in (0, 1); '
+               'each side must keep at least one digit per class.', cf.number(0, 1),
+               hint='(e.g. --eval.test_fraction=0.5)'),
+      cf.Field('max_train_examples', 5000, 'At most this many probe-train examples.',
+               cf.POSITIVE_INTEGER),
+      cf.Field('C', 1.0, 'The inverse L2 regularisation strength of the probe (> 0).',
+               cf.Check('must be a positive finite number',
+                        lambda c: cf.POSITIVE_NUMBER.accepts(c) and math.isfinite(c)),
+               hint='(e.g. --eval.C=1.0)'),
+      cf.Field('max_iter', 1000, 'L-BFGS iterations of each probe fit.', cf.POSITIVE_INTEGER),
+  )
 
   def validate(self) -> None:
     super().validate()
-    config = self.config
-    if config.dataset not in DATASETS:
-      raise ConfigError(f'--eval.dataset={config.dataset!r} must be one of '
-                        f'{", ".join(DATASETS)}.')
-    evaluators.require_positive_int(config, 'max_train_examples')
-    evaluators.require_positive_int(config, 'max_iter')
-    if not _is_number(config.C) or not 0 < config.C < math.inf:
-      raise ConfigError(f'--eval.C={config.C!r} must be a positive number, e.g. --eval.C=1.0.')
-    fraction = config.test_fraction
-    if not _is_number(fraction) or not 0 < fraction < 1 or not (
-        DIGITS_CLASSES <= math.ceil(fraction * DIGITS_EXAMPLES)
-        <= DIGITS_EXAMPLES - DIGITS_CLASSES):
+    fraction = self.config.test_fraction
+    if not (DIGITS_CLASSES <= math.ceil(fraction * DIGITS_EXAMPLES)
+            <= DIGITS_EXAMPLES - DIGITS_CLASSES):
       raise ConfigError(f'--eval.test_fraction={fraction!r} must be a number in (0, 1) that '
                         'leaves each class on both sides, e.g. --eval.test_fraction=0.5.')
 
@@ -272,7 +260,3 @@ class Probe(evaluators.Evaluator):
     train = {name: train[name][:config.max_train_examples] for name in ('image', 'label')}
     test = {name: test[name][:config.max_examples] for name in ('image', 'label')}
     return train, test, class_names
-
-
-def _is_number(value) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -19,13 +19,8 @@ is the clean accuracy) of the run and of the runs in `compare_workdirs`, all att
 same examples of the run's data split, and writes `accuracy.csv` (run, epsilon, accuracy) and
 `accuracy.png` (accuracy against ε, one line per run).
 
-Fields (besides split, max_examples, batch_size and seed of every evaluator):
-  epsilons: the attack radii, numbers in [0, 1] (pixel units).
-  compare_workdirs: workdirs of other runs to attack on the same examples; they must take
-    images of the same shape and have as many classes.
-  compare_step: their checkpoint: 'latest', 'best' or a step.
-  pgd only: steps (iterations), step_size_factor (α·steps/ε) and random_start; its
-    max_examples defaults to 500 (each image costs steps + 1 gradient passes per ε).
+Their fields: `AttackEvaluator.fields` (those of every evaluator, the radii and the compared
+runs) and, for pgd, `PGD.fields`.
 """
 
 from collections.abc import Sequence
@@ -36,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lpta import config_fields as cf
 from lpta import evaluators
 from lpta import objectives
 from lpta import runs
@@ -43,6 +39,7 @@ from lpta.data import preprocessing
 from lpta.errors import ConfigError
 
 CHECKPOINT_STEPS = ('latest', 'best')
+_RADII = cf.tuple_of(cf.number(0, 1), 'numbers in [0, 1]')
 
 
 def loss_gradient(run: runs.Run, arrays, pixels: jax.Array, labels: jax.Array,
@@ -100,26 +97,29 @@ class AttackEvaluator(evaluators.Evaluator):
   """Accuracy under an L∞ attack at several ε; subclasses set `name`, `title` and `attack`."""
   title: ClassVar[str]  # the attack's name in the plot
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    config = super().default_config()
-    config.epsilons = (0., 0.01, 0.02, 0.05, 0.1, 0.2)
-    config.compare_workdirs = ()
-    config.compare_step = 'latest'
-    return config
+  fields = evaluators.Evaluator.fields + (
+      cf.Field('epsilons', (0., 0.01, 0.02, 0.05, 0.1, 0.2), 'The attack radii ε, distinct '
+               'numbers in [0, 1] (pixel units; 0: the clean accuracy).',
+               cf.Check('must be a non-empty tuple of numbers in [0, 1]',
+                        lambda values: _RADII.accepts(values) and len(values) > 0),
+               hint='(e.g. --eval.epsilons="(0.0, 1.0)")'),
+      cf.Field('compare_workdirs', (), 'Workdirs of other runs to attack on the same examples; '
+               'they must take images of the same shape and have as many classes.',
+               cf.tuple_of(cf.Check('must be a non-empty string',
+                                    lambda workdir: isinstance(workdir, str) and workdir != ''),
+                           'run workdirs'),
+               hint='(e.g. --eval.compare_workdirs="(\'runs/a\', \'runs/b\')")'),
+      cf.Field('compare_step', 'latest', "Their checkpoint: 'latest', 'best' or a step.",
+               cf.Check("must be 'latest', 'best' or a step number", lambda step: (
+                   step in CHECKPOINT_STEPS or cf.integer(0).accepts(step)
+                   or (isinstance(step, str) and step.isdigit())))),
+  )
 
   def validate(self) -> None:
     super().validate()
-    config = self.config
-    evaluators.require_numbers(config, 'epsilons', 0., 1.)
-    if len(set(config.epsilons)) != len(config.epsilons):
-      raise ConfigError(f'--eval.epsilons={config.epsilons!r} repeats a value; give each ε once.')
-    workdirs = config.compare_workdirs
-    if (not isinstance(workdirs, (tuple, list))
-        or not all(isinstance(w, str) and w for w in workdirs)):
-      raise ConfigError(f'--eval.compare_workdirs={workdirs!r} must be a list of run workdirs, '
-                        'e.g. --eval.compare_workdirs="(\'runs/a\', \'runs/b\')".')
-    compare_step(config)
+    epsilons = self.config.epsilons
+    if len(set(epsilons)) != len(epsilons):
+      raise ConfigError(f'--eval.epsilons={epsilons!r} repeats a value; give each ε once.')
 
   def attack(self, run: runs.Run, arrays, pixels, labels, epsilon, rng, start_rng) -> jax.Array:
     """Adversarial pixels [B, H, W, C] in [0, 1] within ε of `pixels` (module docstring)."""
@@ -209,14 +209,9 @@ class AttackEvaluator(evaluators.Evaluator):
 
 
 def compare_step(config: ml_collections.ConfigDict) -> str | int:
-  """`compare_step` as load_run takes it: 'latest', 'best' or a step (a number or digits)."""
+  """`compare_step` as load_run takes it: 'latest', 'best' or a step (digits become a number)."""
   step = config.compare_step
-  if isinstance(step, str) and step.isdigit():
-    return int(step)
-  if step in CHECKPOINT_STEPS or (isinstance(step, int) and not isinstance(step, bool)
-                                  and step >= 0):
-    return step
-  raise ConfigError(f"--eval.compare_step={step!r} must be 'latest', 'best' or a step number.")
+  return int(step) if isinstance(step, str) and step.isdigit() else step
 
 
 @evaluators.register
@@ -235,33 +230,21 @@ class PGD(AttackEvaluator):
   """Accuracy under L∞ PGD (module docstring)."""
   name = 'pgd'
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    config = super().default_config()
-    # steps + 1 forward and backward passes per image and ε: 500 images keep the quickstart and
-    # its baseline under 5 minutes on 2 CPU cores (± 2 points of standard error at most).
-    config.max_examples = 500
-    config.steps = 10
-    config.step_size_factor = 2.5
-    config.random_start = True
-    return config
+  # steps + 1 forward and backward passes per image and ε: 500 images keep the quickstart and
+  # its baseline under 5 minutes on 2 CPU cores (± 2 points of standard error at most).
+  fields = cf.with_defaults(AttackEvaluator.fields, max_examples=500) + (
+      cf.Field('steps', 10, 'The iterations of the attack.', cf.POSITIVE_INTEGER),
+      cf.Field('step_size_factor', 2.5, 'The step size α in units of ε/steps.',
+               cf.POSITIVE_NUMBER, hint='(α = step_size_factor·ε/steps; 2.5 in Madry et al.)'),
+      cf.Field('random_start', True, 'Start from x + U[−ε, ε] per pixel, projected; False: from '
+               'x.', cf.BOOLEAN),
+  )
 
   @property
   def title(self) -> str:
     start = 'random start' if self.config.random_start else 'no random start'
     return (f'PGD, {self.config.steps} steps of {self.config.step_size_factor:g}·ε/'
             f'{self.config.steps}, {start}')
-
-  def validate(self) -> None:
-    super().validate()
-    config = self.config
-    evaluators.require_positive_int(config, 'steps')
-    factor = config.step_size_factor
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
-      raise ConfigError(f'--eval.step_size_factor={factor!r} must be a positive number '
-                        '(α = step_size_factor·ε/steps; 2.5 in Madry et al.).')
-    if not isinstance(config.random_start, bool):
-      raise ConfigError(f'--eval.random_start={config.random_start!r} must be True or False.')
 
   def attack(self, run, arrays, pixels, labels, epsilon, rng, start_rng):
     return pgd(run, arrays, pixels, labels, epsilon, rng, steps=self.config.steps,

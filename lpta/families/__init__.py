@@ -1,7 +1,10 @@
 """Model families: what the train loop, `load_run` and the figures need to know about a model.
 
-A family (Learn To Pay Attention, attention transfer, ...) is one registered class. An instance is
-bound to one `config.model` and supplies:
+A family (Learn To Pay Attention, attention transfer, ...) is one registered class. It declares
+the `config.model` fields of each model it builds (`fields`, lpta.config_fields: default, meaning,
+check, and the value of runs saved before a field existed), from which come the configs'
+defaults (`default_config`) and their checks. An instance is bound to one `config.model` and
+supplies:
   - `build`: the Flax module. Every module maps normalised images [B, H, W, C] to
     (logits [B, K], aux dict) and takes `train: bool`;
   - `objective`: what a run of it minimises (default: the one `config.transfer.method` names,
@@ -14,10 +17,10 @@ bound to one `config.model` and supplies:
   - `transfer_points`: the activations that attention transfer compares (none by default);
   - `feature_layer`: the layer that lpta.maps explains with activation maps and Grad-CAM.
 lpta.train, lpta.runs and lpta.predict call only this interface, so a new family adds a file that
-registers itself here (see the README, "Add a model family") and touches no loop code.
+registers itself here (see docs/architecture.md, "Add a model family") and touches no loop code.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from clu import metrics
@@ -28,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lpta import checkpoints
+from lpta import config_fields as cf
 from lpta import objectives
 from lpta import summaries
 from lpta.errors import ConfigError
@@ -58,10 +61,12 @@ class ClassificationMetrics(metrics.Collection):
 
 
 class Family:
-  """A model family bound to one `config.model`. Subclasses set the class attributes and
-  implement `validate` and `build`; the other methods have defaults for image classifiers."""
+  """A model family bound to one `config.model`. Subclasses set `name` and `fields` and
+  implement `build`; the other members have defaults for image classifiers."""
   name: ClassVar[str]
-  model_names: ClassVar[tuple[str, ...]]  # the `config.model.name` values it builds
+  # {`config.model.name` it builds: the fields of that model's config.model}.
+  fields: ClassVar[Mapping[str, Sequence[cf.Field]]]
+  model_names: ClassVar[tuple[str, ...]]  # the keys of `fields`
   rng_streams: ClassVar[tuple[str, ...]] = ()  # PRNG streams used in training, e.g. 'dropout'
   eval_metrics: ClassVar[type[metrics.Collection]] = ClassificationMetrics
   # The module path whose output activation maps and Grad-CAM read (lpta.maps); None: the last
@@ -71,13 +76,32 @@ class Family:
   # own maps) rather than something else to draw, such as glimpse locations.
   figure_arrays_are_maps: ClassVar[bool] = True
 
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if 'fields' in cls.__dict__:
+      cls.model_names = tuple(cls.fields)
+
   def __init__(self, model_config: ml_collections.ConfigDict):
-    self.model_config = model_config
+    # Checked against the declarations, with the values of fields added since a run was saved.
+    self.model_config = cf.validated(model_config, self.fields[model_config.name], 'config.model',
+                                     owner=f'config.model.name={model_config.name!r}')
     self.validate()
 
+  @classmethod
+  def default_config(cls, model_name: str) -> ml_collections.ConfigDict:
+    """config.model for `model_name` with every field at its default."""
+    return cf.default_config(cls.fields[model_name], name=model_name)
+
   def validate(self) -> None:
-    """Raises ConfigError naming the field for a bad `self.model_config`."""
-    raise NotImplementedError
+    """Raises ConfigError naming the field for a value that the fields' own checks accept but
+    that does not fit the rest of `self.model_config` (none by default)."""
+
+  def settings(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """{field: value} of the model's fields (or of `names`), lists as tuples: the keyword
+    arguments of a Flax module whose attributes are named like the fields."""
+    names = names or [field.name for field in self.fields[self.model_config.name]]
+    return {name: tuple(value) if isinstance(value, list) else value
+            for name, value in ((name, self.model_config[name]) for name in names)}
 
   def build(self, num_classes: int, dtype: jnp.dtype) -> nn.Module:
     """The Flax module; parameters float32, computation in `dtype`."""
@@ -105,13 +129,6 @@ class Family:
     """A tree of booleans like `params`: True for parameters that training never changes
     (e.g. a frozen trunk); None (the default) trains them all."""
     del params
-    return None
-
-  def pretrained_variables(self, mesh) -> dict[str, Any] | None:
-    """{'params': {module: tree}, 'batch_stats': {module: tree}} that replace the freshly
-    initialised modules before training (e.g. a trunk from an earlier run), replicated over
-    `mesh`; None (the default) keeps the initialisation."""
-    del mesh
     return None
 
   def transfer_points(self, aux: dict[str, Any]) -> tuple[jax.Array, ...]:
@@ -147,28 +164,28 @@ def register(family_class: type[Family]) -> type[Family]:
 
 def get(model_config: ml_collections.ConfigDict) -> Family:
   """The family of `config.model`, validated; ConfigError for an unknown name or bad value."""
-  name = model_config.get('name')
-  if name not in REGISTRY:
-    raise ConfigError(f'config.model.name={name!r} is not a model; use one of '
+  return family_class(model_config.get('name'))(model_config)
+
+
+def family_class(model_name: str) -> type[Family]:
+  """The family that builds `model_name`; ConfigError for a name no family builds."""
+  if model_name not in REGISTRY:
+    raise ConfigError(f'config.model.name={model_name!r} is not a model; use one of '
                       f'{", ".join(sorted(REGISTRY))}.')
-  return REGISTRY[name](model_config)
+  return REGISTRY[model_name]
 
 
-def added_fields(model_config: ml_collections.ConfigDict,
-                 names: Sequence[str]) -> dict[str, Any]:
-  """{name: config.model's value, or, where a config saved before the field existed lacks it,
-  the value those runs had (lpta.checkpoints.ADDED_FIELDS, which the resume check reads too)}."""
-  return {name: model_config.get(name, checkpoints.ADDED_FIELDS[f'model.{name}'])
-          for name in names}
+def default_config(model_name: str) -> ml_collections.ConfigDict:
+  """config.model of `model_name` with every field at its default (the family bases of configs/
+  start from it)."""
+  return family_class(model_name).default_config(model_name)
 
 
-def require_fields(model_config: ml_collections.ConfigDict, fields: Sequence[str]) -> None:
-  """ConfigError naming every field of `fields` that `config.model` lacks."""
-  missing = [field for field in fields if field not in model_config]
-  if missing:
-    names = ', '.join(f'config.model.{field}' for field in missing)
-    raise ConfigError(f'config.model.name={model_config.name!r} needs {names}, which the '
-                      'config does not set.')
+def added_values() -> dict[str, Any]:
+  """{'model.<field>': value} of the model fields that configs saved before them lack."""
+  return cf.merge_added(*(cf.added_values('model', fields)
+                          for family in dict.fromkeys(REGISTRY.values())
+                          for fields in family.fields.values()))
 
 
 def compute_dtype(half_precision: bool) -> jnp.dtype:

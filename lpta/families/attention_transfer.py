@@ -1,35 +1,39 @@
 """Attention transfer (Zagoruyko & Komodakis, ICLR 2017): wide ResNets and ImageNet ResNets.
 
-`config.model` fields, by `name`:
-  'wrn' (CIFAR WRN-d-k, lpta.models.resnet.WideResNet): depth (6n+4), widen_factor.
-  'resnet' (ImageNet ResNet, lpta.models.resnet.ResNet): depth (18, 34 or 50); preactivation
-    (optional, False if absent: torchvision's post-activation blocks; True: the pre-activation
-    ResNet-18/34 of the AT export, python -m lpta.import_weights).
+Models (`config.model.name`) and their fields (FIELDS below):
+  'wrn': the CIFAR WRN-d-k (lpta.models.resnet.WideResNet);
+  'resnet': an ImageNet ResNet (lpta.models.resnet.ResNet), torchvision's post-activation
+    blocks, or the pre-activation ResNet-18/34 of the AT export (python -m lpta.import_weights).
 Attention is transferred at the group outputs. The figure shows the activation attention map
 Q = Σ_c |A_c|² of each group output (lpta.losses.activation_attention_map), min-max scaled per
 image, next to the teacher's when there is one.
 """
 
+from lpta import config_fields as cf
 from lpta import families
 from lpta import losses
 from lpta import summaries
 from lpta.errors import ConfigError
 from lpta.models import resnet
 
-_FIELDS = {'wrn': ('depth', 'widen_factor'), 'resnet': ('depth',)}
-# Fields added after runs were saved without them (lpta.checkpoints.ADDED_FIELDS).
-_ADDED_FIELDS = {'resnet': ('preactivation',)}
+FIELDS = {
+    'wrn': (cf.Field('depth', 16, 'Depth 6n + 4: n blocks per group.'),
+            cf.Field('widen_factor', 1, 'k: the groups have 16k, 32k and 64k channels.')),
+    'resnet': (cf.Field('depth', 18, f'One of {", ".join(map(str, resnet.RESNET_STAGE_SIZES))}.'),
+               cf.Field('preactivation', False, "False: torchvision's post-activation blocks; "
+                        "True: the pre-activation blocks of AT's resnet-18-at-export.pth.",
+                        added=False)),
+}
 
 
 @families.register
 class AttentionTransferNetworks(families.Family):
   """Residual networks whose group outputs are attention-transfer points. No dropout."""
   name = 'attention_transfer'
-  model_names = ('wrn', 'resnet')
+  fields = FIELDS
 
   def validate(self) -> None:
     config = self.model_config
-    families.require_fields(config, _FIELDS[config.name])
     if config.name == 'wrn':
       resnet.wrn_blocks_per_group(config.depth, field='config.model.depth')
       resnet.wrn_group_widths(config.widen_factor, field='config.model.widen_factor')
@@ -37,12 +41,9 @@ class AttentionTransferNetworks(families.Family):
       if config.depth not in resnet.RESNET_STAGE_SIZES:
         raise ConfigError(f'config.model.depth={config.depth!r} is not an ImageNet ResNet '
                           f'depth; use one of {", ".join(map(str, resnet.RESNET_STAGE_SIZES))}.')
-      resnet.check_preactivation(self._added_fields()['preactivation'],
+      resnet.check_preactivation(config.preactivation,
                                  config.depth in resnet.RESNET_BOTTLENECK_DEPTHS,
                                  field='config.model.preactivation')
-
-  def _added_fields(self) -> dict[str, object]:
-    return families.added_fields(self.model_config, _ADDED_FIELDS.get(self.model_config.name, ()))
 
   def build(self, num_classes, dtype):
     config = self.model_config
@@ -52,7 +53,7 @@ class AttentionTransferNetworks(families.Family):
     return resnet.ResNet(stage_sizes=resnet.RESNET_STAGE_SIZES[config.depth],
                          num_classes=num_classes,
                          bottleneck=config.depth in resnet.RESNET_BOTTLENECK_DEPTHS,
-                         dtype=dtype, **self._added_fields())
+                         preactivation=config.preactivation, dtype=dtype)
 
   def transfer_points(self, aux):
     return tuple(aux['group_activations'])

@@ -1,29 +1,7 @@
 """Recurrent glimpse models: the Recurrent Attention Model (Mnih et al., NIPS 2014).
 
-`config.model` fields of 'ram' (lpta.models.ram.RecurrentAttentionModel):
-  num_glimpses: T, glimpses per image (RAM: 4, 6 or 8).
-  patch_size, num_scales, scale_factor: the sensor's smallest patch side, number of patches and
-    the ratio of their sides (RAM's 60×60 tasks: 12, 3, 2).
-  location_std: σ of the Gaussian location policy, in units of the half image side.
-  glimpse_units, location_units, glimpse_output_units: widths of h_g, h_l and g_t (128, 128, 256).
-  core: 'rnn' (RAM's ReLU RNN) or 'lstm'; hidden_units: its width (256).
-  initial_location: where the first glimpse looks: 'learned' (chosen by the policy from the
-    all-zero state h_0, so a starting point learned by REINFORCE like every other location),
-    'centre', or 'random' (uniform).
-  policy: 'learned', or 'random' for uniformly random locations (the "random glimpses" baseline).
-  location_hidden_units: 0 for RAM's linear location network, else the width of its ReLU hidden
-    layer.
-  reinforce_weight, baseline_weight: weights of the REINFORCE term and of the baseline's log
-    loss (the baseline b_t = sigmoid(w·h_t + c) estimates the probability of a right answer).
-    Each term reaches its own parameters only (the policy, the baseline), so with SGD a weight
-    scales that part's learning rate, and with Adam, which normalises gradients, it has almost no
-    effect.
-  eval_samples: S, the sampled trajectories whose class probabilities are averaged for
-    `sampled_accuracy`.
-  train_trajectories: M, the trajectories sampled per training image (default 1). With M = 1
-    REINFORCE subtracts the learned baseline; with M ≥ 2 each trajectory's baseline is the mean
-    reward of the image's other trajectories (no learned baseline), and every trajectory's
-    cross-entropy trains the classifier. Each step then costs M times as much.
+`config.model.name` 'ram' (lpta.models.ram.RecurrentAttentionModel); its fields are FIELDS
+below.
 
 The objective is RAM's hybrid loss (`HybridLoss`); `config.transfer.method` must stay 'none'.
 Evaluation reports the accuracy with the policy's mean locations (`accuracy`; it ranks the best
@@ -41,6 +19,7 @@ from clu import metrics
 import jax
 import jax.numpy as jnp
 
+from lpta import config_fields as cf
 from lpta import data
 from lpta import families
 from lpta import losses
@@ -50,19 +29,60 @@ from lpta.errors import ConfigError
 from lpta.models import glimpse
 from lpta.models import ram
 
-_FIELDS = ('num_glimpses', 'patch_size', 'num_scales', 'scale_factor', 'location_std',
-           'glimpse_units', 'location_units', 'glimpse_output_units', 'core', 'hidden_units',
-           'initial_location', 'policy', 'location_hidden_units', 'reinforce_weight',
-           'baseline_weight', 'eval_samples')
-_POSITIVE_INTEGERS = ('num_glimpses', 'patch_size', 'num_scales', 'scale_factor',
-                      'glimpse_units', 'location_units', 'glimpse_output_units', 'hidden_units',
-                      'eval_samples', 'train_trajectories')
-_CHOICES = {'core': ram.CORES, 'initial_location': ram.INITIAL_LOCATIONS,
-            'policy': ram.POLICIES}
+# The fields every glimpse family has: of its policy, and of the hybrid loss and its evaluation.
+POLICY_FIELDS = (
+    cf.Field('num_glimpses', 6, 'T, glimpses per image (RAM: 4, 6 or 8).', cf.POSITIVE_INTEGER),
+    cf.Field('location_std', 0.11, 'σ of the Gaussian location policy, in half image sides.',
+             cf.POSITIVE_NUMBER, hint='(RAM: 0.11 to 0.17)'),
+)
+HYBRID_LOSS_FIELDS = (
+    cf.Field('reinforce_weight', 1e-3, 'Weight of the REINFORCE term, averaged over the batch. '
+             'It reaches the policy only, so with SGD it scales the policy\'s learning rate, and '
+             'with Adam, which normalises gradients, it has almost no effect.', cf.number(0)),
+    cf.Field('baseline_weight', 1., 'Weight of the log loss of the baseline b_t = sigmoid(w·h_t '
+             '+ c), a logistic regression of the reward.', cf.number(0)),
+    cf.Field('eval_samples', 7, 'S, the sampled trajectories whose class probabilities are '
+             'averaged for sampled_accuracy.', cf.POSITIVE_INTEGER),
+)
+FIELDS = {'ram': (
+    *POLICY_FIELDS,
+    cf.Field('patch_size', 12, 'Side of the smallest patch, and of every patch after pooling.',
+             cf.POSITIVE_INTEGER),
+    cf.Field('num_scales', 3, 'Patches per glimpse (RAM on 60×60: 3, of 12, 24 and 48 pixels).',
+             cf.POSITIVE_INTEGER),
+    cf.Field('scale_factor', 2, 'The ratio of successive patch sides.', cf.POSITIVE_INTEGER),
+    cf.Field('glimpse_units', 128, 'Width of h_g.', cf.POSITIVE_INTEGER),
+    cf.Field('location_units', 128, 'Width of h_l.', cf.POSITIVE_INTEGER),
+    cf.Field('glimpse_output_units', 256, 'Width of g_t.', cf.POSITIVE_INTEGER),
+    cf.Field('core', 'rnn', "'rnn' (RAM's ReLU RNN) or 'lstm'.", cf.one_of(ram.CORES)),
+    cf.Field('hidden_units', 256, 'Width of the core.', cf.POSITIVE_INTEGER),
+    cf.Field('initial_location', 'learned', "Where glimpse 1 looks: 'learned' (the policy at the "
+             "all-zero state h_0, as RAM's recurrent attention does, so learned by REINFORCE "
+             "like every other location), 'centre', or 'random' (uniform).",
+             cf.one_of(ram.INITIAL_LOCATIONS)),
+    cf.Field('policy', 'learned', "'learned', or 'random' for uniformly random locations (the "
+             '"random glimpses" baseline).', cf.one_of(ram.POLICIES)),
+    cf.Field('location_hidden_units', 0, "0: RAM's linear location network; > 0: the width of "
+             'its ReLU hidden layer.', cf.integer(0)),
+    *HYBRID_LOSS_FIELDS,
+    cf.Field('train_trajectories', 1, 'M, trajectories per training image. With M = 1 REINFORCE '
+             "subtracts the learned baseline; with M >= 2 each trajectory's baseline is the mean "
+             "reward of the image's other trajectories (no learned baseline) and every "
+             "trajectory's cross-entropy trains the classifier; a step costs M times as much.",
+             cf.POSITIVE_INTEGER, added=1),
+)}
+
+
+
+
+def module_fields(fields) -> tuple[str, ...]:
+  """The names of `fields` that are attributes of the module: all but HYBRID_LOSS_FIELDS."""
+  loss_fields = {field.name for field in HYBRID_LOSS_FIELDS}
+  return tuple(field.name for field in fields if field.name not in loss_fields)
 
 
 class HybridLoss(objectives.Objective):
-  """RAM's hybrid loss (§2.2): cross-entropy + w_r · REINFORCE + w_b · baseline regression.
+  """RAM's hybrid loss (Mnih et al. 2014): cross-entropy + w_r · REINFORCE + w_b · baseline regression.
 
   Every term is averaged over the M trajectories of each image (aux 'trajectory_logits' [B, M,
   K]). The reward is R = 1 when a trajectory's classification is right at its end, else 0. The
@@ -137,29 +157,9 @@ def object_centres(boxes: jax.Array) -> jax.Array:
 class RecurrentGlimpseModels(families.Family):
   """RAM on images with object boxes."""
   name = 'glimpse'
-  model_names = ('ram',)
+  fields = FIELDS
   rng_streams = ('location',)
   figure_arrays_are_maps = False  # glimpse locations
-
-  def validate(self) -> None:
-    config = self.model_config
-    families.require_fields(config, _FIELDS)
-    values = {**config, **families.added_fields(config, ('train_trajectories',))}
-    for field in (*_POSITIVE_INTEGERS, 'location_hidden_units'):
-      value, minimum = values[field], 0 if field == 'location_hidden_units' else 1
-      if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f'config.model.{field}={value!r} must be an integer >= {minimum}.')
-    for field, choices in _CHOICES.items():
-      if config[field] not in choices:
-        raise ConfigError(f'config.model.{field}={config[field]!r} is not valid; use one of '
-                          f'{", ".join(choices)}.')
-    for field, minimum in (('location_std', 'a positive number (RAM: 0.11 to 0.17)'),
-                           ('reinforce_weight', 'a number >= 0'),
-                           ('baseline_weight', 'a number >= 0')):
-      value = config[field]
-      if (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-          or (field == 'location_std' and value == 0)):
-        raise ConfigError(f'config.model.{field}={value!r} must be {minimum}.')
 
   @property
   def patch_sides(self) -> tuple[int, ...]:
@@ -167,16 +167,8 @@ class RecurrentGlimpseModels(families.Family):
     return glimpse.patch_sides(config.patch_size, config.num_scales, config.scale_factor)
 
   def build(self, num_classes, dtype):
-    config = self.model_config
-    return ram.RecurrentAttentionModel(
-        num_classes=num_classes, num_glimpses=config.num_glimpses, patch_size=config.patch_size,
-        num_scales=config.num_scales, scale_factor=config.scale_factor,
-        location_std=config.location_std, glimpse_units=config.glimpse_units,
-        location_units=config.location_units,
-        glimpse_output_units=config.glimpse_output_units, core=config.core,
-        hidden_units=config.hidden_units, initial_location=config.initial_location,
-        policy=config.policy, location_hidden_units=config.location_hidden_units,
-        **families.added_fields(config, ('train_trajectories',)), dtype=dtype)
+    return ram.RecurrentAttentionModel(num_classes=num_classes, dtype=dtype,
+                                       **self.settings(module_fields(FIELDS['ram'])))
 
   def objective(self, config, model, image_shape, teacher=None):
     if config.transfer.method != 'none':

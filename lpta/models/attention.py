@@ -27,7 +27,8 @@ def averaged_fan_out(x: jax.Array, copies: int) -> tuple[jax.Array, ...]:
   """`copies` copies of x whose backward pass AVERAGES their cotangents instead of summing them.
 
   The official Torch trainer of Learn To Pay Attention backpropagates by hand and averages the
-  gradients at every junction (seed-systems §1.11): into g, the mean of what its n attention
+  gradients at every junction (saumya-jetley/cd_ICLR18_LearnToPayAttention,
+  VGGNet/Common_lua_source/main_AttLevel{2,3}_1global.lua): into g, the mean of what its n attention
   modules send back; into each tapped local feature map, ½·(the next block's + its attention
   module's). `model.junction_gradient_averaging` reproduces that with this function; the forward
   pass is unchanged.

@@ -1,8 +1,8 @@
 """RN-att2 of Learn To Pay Attention and its baseline, the pre-activation ResNet-164.
 
-Both share the backbone of the official Torch code (RESNET/models/Resnet-att2, after He et al.'s
-"Identity Mappings in Deep Residual Networks"; seed-systems §1.7): for a 32×32 input and depth
-9n + 2 (n = 18 units per stage for ResNet-164),
+Both share the backbone of the official Torch code (saumya-jetley/cd_ICLR18_LearnToPayAttention,
+RESNET/models/Resnet-att2, after He et al.'s "Identity Mappings in Deep Residual Networks"): for
+a 32×32 input and depth 9n + 2 (n = 18 units per stage for ResNet-164),
 
 | module | layers                                   | out channels (bottleneck) | output   |
 |--------|------------------------------------------|---------------------------|----------|
@@ -33,8 +33,8 @@ and no bias (but the global conv); their BatchNorm is Torch7's (momentum 0.1, ep
 ~ U(0, 1); the global conv's epsilon is 1e-3, as officially). The attention estimators and the
 head are AttentionVGG's: epsilon 1e-5 as officially, but scale starting at 1 and Flax's default
 Dense and u initialisation. The baseline's classifier is lpta.models.resnet.classifier. The
-official trainer averages gradients at the branch points (seed-systems §1.11); lpta does so with
-`junction_gradient_averaging` (off by default: plain autodiff).
+official trainer averages gradients at the branch points (RESNET/train_attenunit_2levels.lua); lpta
+does so with `junction_gradient_averaging` (off by default: plain autodiff).
 """
 
 import flax.linen as nn
@@ -190,7 +190,8 @@ class AttentionResNet(nn.Module):
     dropout: the official dropout rates (global branch .4, .5; projection .5; head .3); False
       = none.
     width: multiplier on every channel count (1.0 is the paper's network).
-    junction_gradient_averaging: backpropagate as the official trainer (seed-systems §1.11):
+    junction_gradient_averaging: backpropagate as the official trainer
+      (RESNET/train_attenunit_2levels.lua):
       g's cotangent is the mean over the two attention modules, that of l_a and l_b ½·(next
       module's + attention module's). The forward pass is the same.
     dtype: computation dtype; parameters are always float32.

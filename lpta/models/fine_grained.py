@@ -1,5 +1,6 @@
-"""The fine-grained glimpse model (Sermanet, Frome & Real 2014, as reworked by the
-Visual-Attention-Pytorch repository; seed-systems §3.2–3.5), and its trunk pretraining network.
+"""The fine-grained glimpse model (Sermanet, Frome & Real 2014, as reworked by
+rohithreddy024/Visual-Attention-Pytorch's models.py, main.py and helper_functions.py), and its
+trunk pretraining network.
 
 One trunk (a feature extractor, frozen or not) sees a low-resolution context image and the
 glimpses. With S the side of the square input image and g = glimpse_size:
@@ -15,7 +16,7 @@ glimpses. With S the side of the square input image and g = glimpse_size:
   after `num_glimpses` glimpses: classifier on h; a baseline ReLU(W_b h + c) with each decision.
 The policy (region scores and attention) reads v_r and h through a stop-gradient, so REINFORCE
 trains only the policy; a frozen trunk runs in inference mode (BatchNorm running statistics)
-behind a stop-gradient, and its parameters get no update (lpta.families.glimpse masks them).
+behind a stop-gradient, and its parameters get no update (lpta.families.fine_grained masks them).
 """
 
 from collections.abc import Sequence
@@ -159,7 +160,7 @@ PRETRAINING_HEADS = ((0, 1), (0, 2), (1, 2), (0, 1, 2))
 
 
 class TrunkPretraining(nn.Module):
-  """The repository's trunk pretraining network (seed-systems §3.6): the centred squares of sides
+  """The repository's trunk pretraining network (its pretrain.py): the centred squares of sides
   S/4, S/2 and S (high, medium, low resolution) resized to g², one shared trunk, global
   averages, and a head per combination in PRETRAINING_HEADS: Dense(head_units) → BatchNorm →
   ReLU → Dense(K). images [B, S, S, C] -> (logits of the three-resolution head [B, K],

@@ -151,7 +151,7 @@ class RecurrentAttentionModel(nn.Module):
   glimpse_output_units: int = 256
   core: str = 'rnn'
   hidden_units: int = 256
-  initial_location: str = 'centre'
+  initial_location: str = 'learned'
   policy: str = 'learned'
   location_hidden_units: int = 0
   train_trajectories: int = 1

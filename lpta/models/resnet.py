@@ -1,20 +1,21 @@
-"""Residual networks of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017; seed-systems §2).
+"""Residual networks of Attention Transfer (Zagoruyko & Komodakis, ICLR 2017; the authors' code is
+szagoruyko/attention-transfer).
 
-WideResNet is the CIFAR WRN-d-k of the AT code (§2.1): a 3×3 stem conv to 16 channels, three
-groups of n = (d − 4)/6 pre-activation basic blocks with widths ⌊16k⌋, ⌊32k⌋, ⌊64k⌋ and strides
-1, 2, 2, then BatchNorm → ReLU → global average pool → Dense.
+WideResNet is the CIFAR WRN-d-k of the AT code (cifar.py, `resnet`): a 3×3 stem conv to 16
+channels, three groups of n = (d − 4)/6 pre-activation basic blocks with widths ⌊16k⌋, ⌊32k⌋,
+⌊64k⌋ and strides 1, 2, 2, then BatchNorm → ReLU → global average pool → Dense.
 
-ResNet is the ImageNet ResNet-18/34/50 (§2.5, torchvision layout): 7×7/2 stem conv → BN → ReLU →
-3×3/2 max-pool, four groups of post-activation blocks with widths 64, 128, 256, 512 and strides
-1, 2, 2, 2, then global average pool → Dense. ResNet-18/34 use basic blocks; ResNet-50 uses
-bottleneck blocks (1×1, 3×3 with the stride, 1×1 to 4× the width: torchvision's "v1.5"). The
-stem's kernel and stride are attributes: the fine-grained glimpse model's trunk uses a 5×5
-stride-1 stem for 96×96 glimpses (seed-systems §3.2).
+ResNet is the ImageNet ResNet-18/34/50 (the AT code's imagenet.py, torchvision layout): 7×7/2 stem
+conv → BN → ReLU → 3×3/2 max-pool, four groups of post-activation blocks with widths 64, 128, 256,
+512 and strides 1, 2, 2, 2, then global average pool → Dense. ResNet-18/34 use basic blocks;
+ResNet-50 uses bottleneck blocks (1×1, 3×3 with the stride, 1×1 to 4× the width: torchvision's
+"v1.5"). The stem's kernel and stride are attributes: the fine-grained glimpse model's trunk uses a
+5×5 stride-1 stem for 96×96 glimpses (rohithreddy024/Visual-Attention-Pytorch, models.py).
 
-ResNet(preactivation=True) is the pre-activation ImageNet ResNet-18/34 of the AT paper's
-released ResNet-18 student (functional-zoo's resnet-18-at-export, trained in fb.resnet.torch;
-§2.8): the same stem, basic PreActivationBlocks (the WRN's), and BN → ReLU before the pool and
-Dense. The stem's BN → ReLU (then the max-pool) is the first block's pre-activation, so
+ResNet(preactivation=True) is the pre-activation ImageNet ResNet-18/34 of the AT paper's released
+ResNet-18 student (functional-zoo's resnet-18-at-export, trained in fb.resnet.torch; released in the
+AT code's README): the same stem, basic PreActivationBlocks (the WRN's), and BN → ReLU before the
+pool and Dense. The stem's BN → ReLU (then the max-pool) is the first block's pre-activation, so
 group0_block0 has no BN of its own. For a 224² image:
 
   stem            conv 7×7/2, 3 → 64, BN, ReLU, max-pool 3×3/2     [B, 56, 56, 64]
@@ -172,7 +173,7 @@ class BottleneckBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-  """CIFAR WRN-depth-widen_factor of the AT code (seed-systems §2.1).
+  """CIFAR WRN-depth-widen_factor of the AT code (attention-transfer's cifar.py, `resnet`).
 
   Attributes:
     depth: 6n + 4 (n blocks per group): 16 and 40 in the paper.

@@ -1,6 +1,7 @@
 """VGG networks of Learn To Pay Attention: the attention network and the plain baseline.
 
-The attention network follows the official Torch layout for 32×32 inputs (seed-systems §1.2):
+The attention network follows the official Torch layout for 32×32 inputs
+(saumya-jetley/cd_ICLR18_LearnToPayAttention, VGGNet/models/models_CIFARS/3_level_atten_1global):
 VGG-16's 13 convolutions with the first two max-pools removed, two extra convolutions, and a
 linear layer "FC-1" whose output is the global feature g. Local features are taken at convs 7, 10
 and 13 (32², 16², 8² for a 32×32 input), before or after the max-pool that follows them.
@@ -136,7 +137,8 @@ def attend_and_classify(module: nn.Module, local_features, global_features, trai
   `head_dropout` on each first; 'concat' is one Dense 'classifier' on their concatenation,
   'indep' one Dense 'classifier{s}' each, the logits summed (the official 3-level code). The
   dropout rates are 0 without `module.dropout`. With `module.junction_gradient_averaging`, g's
-  cotangent is the mean, not the sum, of what the attention modules send back (§1.11).
+  cotangent is the mean, not the sum, of what the attention modules send back (as the official
+  VGGNet/Common_lua_source/main_AttLevel{2,3}_1global.lua).
 
   Returns (logits [B, module.num_classes], aux) with aux as AttentionVGG's.
   """
@@ -185,9 +187,10 @@ class AttentionVGG(nn.Module):
     dropout: the official dropout rates in the backbone, FC-1 and projections; False = none.
     width: multiplier on every channel count (0.25 gives a small, fast network).
     bn_epsilon: 1e-3 in the official code, 1e-5 in the PyTorch port.
-    junction_gradient_averaging: backpropagate as the official Torch trainer does (seed-systems
-      §1.11): the cotangent of g is the mean over the attention modules, that of each tapped
-      local feature map ½·(next block's + its attention module's). The forward pass is the same.
+    junction_gradient_averaging: backpropagate as the official Torch trainer does
+      (VGGNet/Common_lua_source/main_AttLevel{2,3}_1global.lua): the cotangent of g is the mean
+      over the attention modules, that of each tapped local feature map ½·(next block's + its
+      attention module's). The forward pass is the same.
     first_pool_size: side and stride of the max-pool after conv 7 (2; 5 for CUB's 80×80 crops,
       as in the official CUB network, so that conv 8 onwards sees the 32×32 network's sizes:
       80 → 16 → 8 → 4 → 2 → 1).
