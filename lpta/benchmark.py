@@ -90,7 +90,8 @@ class LptaStep:
     model = family.build(self.num_classes, families.compute_dtype(config.half_precision))
     self.state = train.create_train_state(
         jax.random.key(0), model,
-        optimizers.create_optimizer(config.optimizer, config.optimizer.learning_rate),
+        optimizers.create_optimizer(config.optimizer, steps_per_epoch=1,
+                                    num_epochs=config.num_epochs),
         self.image_shape, mesh, family)
     self.num_parameters = families.count_parameters(self.state.params)
     objective = family.objective(config, model, self.image_shape)

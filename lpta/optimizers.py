@@ -2,7 +2,14 @@
 
 The fields of `config.optimizer` are declared in FIELDS (their defaults are those of every run,
 configs/common.py). Weight decay λ·w is added to the gradient of every parameter before the
-update, as PyTorch's SGD and Adam and Torch7's optim.sgd do.
+update, as PyTorch's SGD and Adam and Torch7's optim.sgd do; the gradient is clipped to a global
+norm first where `clip_global_norm` says so.
+
+Parameter groups. A model family labels its parameters (`Family.parameter_groups`, e.g. RAM's
+location policy 'policy'); `config.optimizer.groups.<label>` overrides any field above for that
+group, which then has its own optimiser, schedule and clipping (optax.multi_transform). The label
+FROZEN marks parameters that never change; unlabelled parameters, and groups the config does not
+name, train with `config.optimizer` itself.
 """
 
 from typing import Any, NamedTuple
@@ -17,6 +24,7 @@ from lpta.errors import ConfigError
 
 OPTIMIZERS = ('sgd', 'adam')
 SCHEDULES = ('step', 'multistep', 'cosine', 'constant')
+DEFAULT, FROZEN = 'default', 'frozen'  # parameter group labels
 
 FIELDS = (
     cf.Field('name', 'sgd', "'sgd' (with momentum) or 'adam'.",
@@ -43,30 +51,58 @@ FIELDS = (
     cf.Field('decay_factors', (), "'multistep': one factor per decay epoch; (): decay_factor at "
              'each.', cf.tuple_of(cf.POSITIVE_NUMBER, 'positive numbers, e.g. (2., 0.5)'),
              added=()),
+    cf.Field('clip_global_norm', 0., 'Clip the gradient (of each parameter group) to this '
+             'global norm before the update; 0: no clipping.', cf.number(0), added=0.),
 )
+# Group overrides live in config.optimizer.groups.<label> (the module docstring).
+GROUP_FIELDS = frozenset(field.name for field in FIELDS)
+
+
+def group_config(optimizer_config: ml_collections.ConfigDict,
+                 label: str) -> ml_collections.ConfigDict:
+  """config.optimizer for the parameter group `label`: its fields, with the group's overrides."""
+  merged = ml_collections.ConfigDict({name: optimizer_config[name] for name in GROUP_FIELDS
+                                      if name in optimizer_config})
+  merged.update(dict(optimizer_config.get('groups', {}).get(label, {})))
+  return merged
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return cf.default_config(FIELDS)
+  config = cf.default_config(FIELDS)
+  config.groups = ml_collections.ConfigDict()
+  return config
 
 
-def validate(optimizer_config: ml_collections.ConfigDict) -> None:
-  """ConfigError naming the field for a bad `config.optimizer`."""
-  optimizer = cf.validated(optimizer_config, FIELDS, 'config.optimizer')
-  if optimizer['decay_factors'] and optimizer['schedule'] != 'multistep':
-    raise ConfigError(f'config.optimizer.decay_factors is used by the multistep schedule only, '
-                      f'not {optimizer["schedule"]!r}; set it to () or the schedule to multistep.')
-  if optimizer['decay_factors'] and len(optimizer['decay_factors']) != len(
-      optimizer['decay_epochs']):
+def validate(optimizer_config: ml_collections.ConfigDict, labels=()) -> None:
+  """ConfigError naming the field for a bad `config.optimizer`, or a group override that names
+  no label of `labels` (the family's parameter groups) or no optimiser field."""
+  for label, overrides in optimizer_config.get('groups', {}).items():
+    if label not in labels:
+      raise ConfigError(f'config.optimizer.groups.{label} names no parameter group of this '
+                        f'model; its groups: {", ".join(labels) or "none"}.')
+    unknown = sorted(set(overrides) - GROUP_FIELDS)
+    if unknown:
+      raise ConfigError(f'config.optimizer.groups.{label}.{unknown[0]} is not an optimiser '
+                        f'field; use those of config.optimizer ({", ".join(sorted(GROUP_FIELDS))}).')
+    _validate_one(group_config(optimizer_config, label), f'config.optimizer.groups.{label}')
+  _validate_one(optimizer_config, 'config.optimizer')
+
+
+def _validate_one(optimizer_config: ml_collections.ConfigDict, part: str) -> None:
+  optimizer = cf.validated(optimizer_config, FIELDS, part)
+  if optimizer.decay_factors and optimizer.schedule != 'multistep':
+    raise ConfigError(f'{part}.decay_factors is used by the multistep schedule only, '
+                      f'not {optimizer.schedule!r}; set it to () or the schedule to multistep.')
+  if optimizer.decay_factors and len(optimizer.decay_factors) != len(optimizer.decay_epochs):
     raise ConfigError(
-        f'config.optimizer.decay_factors has {len(optimizer["decay_factors"])} factors for '
-        f'{len(optimizer["decay_epochs"])} decay_epochs; give one per epoch, or () to use '
+        f'{part}.decay_factors has {len(optimizer.decay_factors)} factors for '
+        f'{len(optimizer.decay_epochs)} decay_epochs; give one per epoch, or () to use '
         'decay_factor at each.')
-  dampening = optimizer['dampening']
-  if dampening and (optimizer['name'] != 'sgd' or optimizer['nesterov']
-                    or not optimizer['momentum'] or not 0 < dampening <= 1):
+  dampening = optimizer.dampening
+  if dampening and (optimizer.name != 'sgd' or optimizer.nesterov
+                    or not optimizer.momentum or not 0 < dampening <= 1):
     raise ConfigError(
-        f'config.optimizer.dampening={dampening} needs SGD with momentum, without '
+        f'{part}.dampening={dampening} needs SGD with momentum, without '
         'Nesterov (as in Torch7), and a value in (0, 1]; set it to 0 otherwise.')
 
 
@@ -93,11 +129,27 @@ def learning_rate_schedule(optimizer_config: ml_collections.ConfigDict,
   return optax.constant_schedule(base)
 
 
-def create_optimizer(optimizer_config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                     frozen=None) -> optax.GradientTransformation:
-  """SGD with momentum (optionally Nesterov or Torch7-damped) or Adam, after weight decay.
-  `frozen`: a tree of booleans like the parameters, True for those that never change (no
-  update, no weight decay), or None."""
+def create_optimizer(optimizer_config: ml_collections.ConfigDict, steps_per_epoch: int,
+                     num_epochs: int, labels=None) -> optax.GradientTransformation:
+  """The optimiser of `config.optimizer`; `labels`: a tree like the parameters of their group
+  labels (Family.parameter_groups), or None: one group. Each group named in
+  `config.optimizer.groups` gets its own optimiser and schedule, FROZEN ones no update."""
+  groups = optimizer_config.get('groups', {})
+  used = set(jax.tree.leaves(labels)) if labels is not None else set()
+  if not any(label == FROZEN or label in groups for label in used):
+    # One optimiser for all: the optimiser state has the structure it had before groups existed.
+    return _single_optimizer(optimizer_config, steps_per_epoch, num_epochs)
+  transforms = {label: (optax.set_to_zero() if label == FROZEN else _single_optimizer(
+      group_config(optimizer_config, label), steps_per_epoch, num_epochs))
+                for label in used}
+  return optax.multi_transform(transforms, labels)
+
+
+def _single_optimizer(optimizer_config: ml_collections.ConfigDict, steps_per_epoch: int,
+                      num_epochs: int) -> optax.GradientTransformation:
+  """Clipping (if asked), weight decay, then SGD with momentum (optionally Nesterov or
+  Torch7-damped) or Adam, with its learning-rate schedule."""
+  schedule = learning_rate_schedule(optimizer_config, steps_per_epoch, num_epochs)
   if optimizer_config.name == 'adam':
     b1, b2 = optimizer_config.adam_betas
     update = optax.adam(schedule, b1=b1, b2=b2)
@@ -107,11 +159,10 @@ def create_optimizer(optimizer_config: ml_collections.ConfigDict, schedule: opta
   else:
     update = optax.sgd(schedule, momentum=optimizer_config.momentum or None,
                        nesterov=optimizer_config.nesterov)
-  optimizer = optax.chain(optax.add_decayed_weights(optimizer_config.weight_decay), update)
-  if frozen is None:
-    return optimizer
-  return optax.multi_transform({'trained': optimizer, 'frozen': optax.set_to_zero()},
-                               jax.tree.map(lambda f: 'frozen' if f else 'trained', frozen))
+  steps = [optax.add_decayed_weights(optimizer_config.weight_decay), update]
+  if optimizer_config.clip_global_norm:
+    steps.insert(0, optax.clip_by_global_norm(optimizer_config.clip_global_norm))
+  return optax.chain(*steps)
 
 
 class DampedMomentumState(NamedTuple):

@@ -127,7 +127,7 @@ def validate_config(config: ml_collections.ConfigDict,
   family = families.get(config.model)
   source = data.get(config.data)
   objectives.validate(config)
-  optimizers.validate(config.optimizer)
+  optimizers.validate(config.optimizer, family.parameter_group_names)
   for field in ('batch_size', 'eval_batch_size'):
     if config[field] % num_devices:
       raise ConfigError(
@@ -273,6 +273,15 @@ class Trainer:
     return {f'{split}_{name}': float(value) for name, value in eval_metrics.compute().items()}
 
 
+def _record_metrics(path: epath.Path, step: int, eval_metrics: dict[str, float]) -> None:
+  """Adds the metrics of the evaluation at `step` to `path` ({step: {metric: value}}, JSON), the
+  record of every evaluation of the run that needs no TensorBoard to read (lpta.study reads
+  it)."""
+  recorded = json.loads(path.read_text()) if path.exists() else {}
+  recorded[str(step)] = eval_metrics
+  path.write_text(json.dumps(recorded, indent=1) + '\n')
+
+
 def _make_workdir(workdir: epath.Path) -> None:
   try:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -337,11 +346,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   num_train_steps = steps_per_epoch * config.num_epochs
   _make_workdir(workdir)
   schedule = optimizers.learning_rate_schedule(config.optimizer, steps_per_epoch,
-                                               config.num_epochs)
+                                               config.num_epochs)  # logged: the default group's
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   abstract_params = families.abstract_variables_and_outputs(model, source.image_shape)[0]['params']
-  optimizer = optimizers.create_optimizer(config.optimizer, schedule,
-                                          family.frozen_parameters(abstract_params))
+  optimizer = optimizers.create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
+                                          family.parameter_groups(abstract_params))
   state = create_train_state(init_rng, model, optimizer, source.image_shape, mesh, family)
   logging.info('Model %s (%s family): %s trainable parameters; %d steps of %d images (%d per '
                'epoch).', config.model.name, family.name,
@@ -528,6 +537,8 @@ class _TrainLoop:
           state, self.dataset, split, self.config.eval_batch_size // jax.process_count(),
           self.normalisation, self.eval_rng))
     self.writer.write_scalars(step, eval_metrics)
+    if jax.process_index() == 0:
+      _record_metrics(self.workdir / 'metrics.json', step, eval_metrics)
     logging.info('Step %d (epoch %.1f, %.0f s): %s', step, step / self.steps_per_epoch, seconds,
                  json.dumps({name: round(value, 4) for name, value in eval_metrics.items()}))
     if len(self.figure_images):

@@ -135,12 +135,13 @@ def test_a_real_change_of_default_is_still_refused():
           "config.model.initial_location is 'random' in the checkpoint and 'learned' now")
 
 
-def test_added_fields_have_the_defaults_of_the_configs_that_define_them():
-  from configs import common, imagenet_resnet, ltpa, ram  # pylint: disable=g-import-not-at-top
-  defined = {}
-  for config in (common.get_config(), ltpa.get_config(), imagenet_resnet.get_config(),
-                 ram.get_config()):
-    defined.update(checkpoints._flatten(json.loads(config.to_json_best_effort())))  # pylint: disable=protected-access
+def test_added_fields_are_declared_with_their_old_value_as_default():
+  # Each added field defaults to what runs did before it existed (recipes may set another).
+  from lpta import families  # pylint: disable=g-import-not-at-top
+  defined = checkpoints._flatten(json.loads(train.default_config().to_json_best_effort()))  # pylint: disable=protected-access
+  for name in families.REGISTRY:
+    defined.update({f'model.{field}': value
+                    for field, value in families.default_config(name).to_dict().items()})
   added = train.added_values()
   assert {field: defined[field] for field in added} == json.loads(json.dumps(added))
 

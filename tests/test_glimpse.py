@@ -369,3 +369,71 @@ def test_resized_glimpses_cut_the_sensor_windows_and_resize_any_side():
   # The 48-pixel window at the centre is the 24-pixel image framed by 12 pixels of zeros.
   np.testing.assert_allclose(float(patches[0, 1].mean()), 24**2 / 48**2, rtol=0.05)
   assert float(patches[0, 1, 0, 0, 0]) < 0.01 < 0.99 < float(patches[0, 1, 2, 2, 0])
+
+
+# The policy's options (issue: a policy that learns) and the controls.
+
+def test_a_zero_initialised_location_network_looks_at_the_centre_until_trained():
+  family, model, variables, images = tiny_ram(**{'model.location_init': 'zero',
+                                                  'model.initial_location': 'learned'})
+  kernel = variables['params']['location']['mean']['kernel']
+  np.testing.assert_array_equal(kernel, 0.)
+  _, aux = model.apply(variables, images, train=False, rngs=family.rngs(jax.random.key(1)))
+  np.testing.assert_array_equal(aux['locations'], 0.)
+  np.testing.assert_array_equal(aux['location_means'], 0.)
+  np.testing.assert_array_equal(aux['location_kernel_norm'], 0.)
+  # Sampled, the glimpses spread around the centre with σ = 0.2.
+  _, sampled = model.apply(variables, jnp.repeat(images, 100, axis=0), train=True,
+                           rngs=family.rngs(jax.random.key(2)))
+  np.testing.assert_allclose(np.std(sampled['locations']), 0.2, rtol=0.1)
+  # The default initialisation is not the centre.
+  _, _, default, _ = tiny_ram(**{'model.initial_location': 'learned'})
+  assert np.linalg.norm(default['params']['location']['mean']['kernel']) > 0.1
+
+
+def test_reinforce_reaches_the_core_and_glimpse_network_only_with_policy_gradient_core():
+  for policy_gradient, reached in (('policy', {'location'}),
+                                   ('core', {'location', 'core', 'glimpse_network'})):
+    family, model, variables, images = tiny_ram(**{'model.policy_gradient': policy_gradient})
+    rngs = family.rngs(jax.random.key(7))
+    rewards = jnp.array([1., 0., 1., 1., 0., 0.])
+
+    def reinforce(params):
+      log_probs = model.apply({'params': params}, images, train=True, rngs=rngs)[1]['log_probs']
+      return losses.reinforce_loss(log_probs[:, 0], rewards, jnp.full((6, 1), 0.5))
+
+    assert _parts_with_gradient(jax.grad(reinforce)(variables['params'])) == reached
+
+
+def test_the_centre_control_looks_at_the_centre_and_samples_around_it():
+  family, model, variables, images = tiny_ram(**{'model.policy': 'centre'})
+  assert 'location' not in variables['params'] and 'baseline' not in variables['params']
+  _, aux = model.apply(variables, images, train=False, rngs=family.rngs(jax.random.key(1)))
+  np.testing.assert_array_equal(aux['locations'], 0.)
+  assert aux['log_probs'].shape == (6, 1, 0) and aux['location_means'].shape == (6, 0, 2)
+  _, sampled = model.apply(variables, jnp.repeat(images, 100, axis=0), train=True,
+                           rngs=family.rngs(jax.random.key(2)))
+  np.testing.assert_allclose(np.std(sampled['locations']), 0.2, rtol=0.1)  # every glimpse
+
+
+def test_black_padding_fills_what_lies_off_the_image_with_its_darkest_value():
+  images = np.full((2, 8, 8, 1), 3., np.float32)
+  images[0, 2, 5], images[1, 6, 1] = -2., -1.  # each image's darkest pixel
+  corner = jnp.array([[-1., -1.], [1., 1.]])  # a quarter of each patch lies off the image
+  patches = np.asarray(glimpse.glimpse(jnp.asarray(images), corner, 4, 2, fill=jnp.array(
+      [-2., -1.])))
+  for index, (centre, darkest) in enumerate((((0., 0.), -2.), ((8., 8.), -1.))):
+    expected = hand_glimpse(images[index] - darkest, centre, 4, 2, 2) + darkest
+    np.testing.assert_allclose(patches[index], expected, rtol=1e-6)
+  assert patches[0, 0, 0, 0, 0] == -2.  # off the image: the darkest value, not 0
+  # The network pads so with padding 'black', and with 0 (the data mean) by default.
+  for padding, fill in (('black', images.min(axis=(1, 2, 3))), ('mean', np.zeros(2))):
+    network = ram.GlimpseNetwork(4, 2, 2, 3, 3, 3, padding=padding)
+    variables = network.init(jax.random.key(0), jnp.asarray(images), corner)
+    what = variables['params']['what']
+    expected = glimpse.glimpse(jnp.asarray(images), corner, 4, 2, fill=jnp.asarray(fill))
+    _, intermediates = network.apply(variables, jnp.asarray(images), corner,
+                                     capture_intermediates=True, mutable=['intermediates'])
+    hidden = intermediates['intermediates']['what']['__call__'][0]
+    np.testing.assert_allclose(hidden, expected.reshape(2, -1) @ what['kernel'] + what['bias'],
+                               rtol=1e-5, atol=1e-6)

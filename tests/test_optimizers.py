@@ -8,7 +8,7 @@ import pytest
 
 from configs import ltpa
 from lpta import optimizers
-from test_train import tiny_config
+from test_train import constant_rate_optimizer, tiny_config
 
 
 def test_step_and_multistep_schedules():
@@ -30,7 +30,7 @@ def test_step_and_multistep_schedules():
 def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_gradient():
   # Adam's first update is −lr · m̂ / (√v̂ + ε) = −lr · g / (|g| + ε); weight decay 2 adds 2·w.
   config = tiny_config(**{'optimizer.name': 'adam', 'optimizer.weight_decay': 2.})
-  optimizer = optimizers.create_optimizer(config.optimizer, 0.01)
+  optimizer = constant_rate_optimizer(config, 0.01)
   params = {'w': jnp.array([1., -2., 0.])}
   grads = {'w': jnp.array([0.5, 1., 0.])}  # + 2·w: 2.5, −3, 0
   updates, _ = optimizer.update(grads, optimizer.init(params), params)
@@ -41,7 +41,7 @@ def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_g
 def test_torch7_dampened_momentum_by_hand():
   # Torch7 optim.sgd, μ = 0.9, d = 0.5, lr 0.1, weight decay 1: v_1 = g_1, v_t = μ v + (1 − d) g.
   config = tiny_config(**{'optimizer.dampening': 0.5, 'optimizer.weight_decay': 1.})
-  optimizer = optimizers.create_optimizer(config.optimizer, 0.1)
+  optimizer = constant_rate_optimizer(config, 0.1)
   params = {'w': jnp.array([1., -2.])}
   state = optimizer.init(params)
   velocity = np.zeros(2)
@@ -57,7 +57,47 @@ def test_torch7_dampened_momentum_by_hand():
 def test_undamped_momentum_keeps_optax_sgd_and_its_state():
   config = tiny_config()
   assert config.optimizer.dampening == 0
-  state = optimizers.create_optimizer(config.optimizer, 0.1).init({'w': jnp.zeros(2)})
-  reference = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9)).init(
+  state = constant_rate_optimizer(config, 0.1).init({'w': jnp.zeros(2)})
+  reference = optax.chain(optax.add_decayed_weights(5e-4),
+                          optax.sgd(optax.constant_schedule(0.1), momentum=0.9)).init(
       {'w': jnp.zeros(2)})
   assert jax.tree.structure(state) == jax.tree.structure(reference)
+
+
+def test_a_parameter_group_has_its_own_optimiser_rate_and_clipping():
+  config = tiny_config(**{'optimizer.schedule': 'constant', 'optimizer.learning_rate': 0.1,
+                          'optimizer.momentum': 0., 'optimizer.weight_decay': 0.})
+  config.optimizer.groups.policy = {'name': 'adam', 'learning_rate': 0.01,
+                                    'clip_global_norm': 1.}
+  labels = {'policy': {'w': 'policy'}, 'rest': {'w': optimizers.DEFAULT},
+            'trunk': {'w': optimizers.FROZEN}}
+  optimizer = optimizers.create_optimizer(config.optimizer, steps_per_epoch=1, num_epochs=1,
+                                          labels=labels)
+  params = {name: {'w': jnp.ones(2)} for name in labels}
+  grads = {'policy': {'w': jnp.array([30., -40.])}, 'rest': {'w': jnp.array([3., -4.])},
+           'trunk': {'w': jnp.array([1., 1.])}}
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  # Adam's first step is −lr·sign(g), whatever the clipping (to norm 1: 0.6, −0.8).
+  np.testing.assert_allclose(updates['policy']['w'], [-0.01, 0.01], rtol=1e-4)
+  np.testing.assert_allclose(updates['rest']['w'], [-0.3, 0.4], rtol=1e-6)  # SGD, lr 0.1
+  np.testing.assert_array_equal(updates['trunk']['w'], 0.)
+  # Clipping alone, on SGD: a gradient of norm 50 is scaled to norm 1 before the step.
+  config.optimizer.groups.policy = {'clip_global_norm': 1.}
+  optimizer = optimizers.create_optimizer(config.optimizer, 1, 1, labels)
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  np.testing.assert_allclose(updates['policy']['w'], [-0.06, 0.08], rtol=1e-5)
+  np.testing.assert_allclose(updates['rest']['w'], [-0.3, 0.4], rtol=1e-6)  # not clipped
+
+
+@pytest.mark.parametrize('groups, message', [
+    ({'head': {'learning_rate': 1.}}, 'config.optimizer.groups.head names no parameter group of '
+                                      'this model; its groups: policy'),
+    ({'policy': {'lr': 1.}}, 'config.optimizer.groups.policy.lr is not an optimiser field'),
+    ({'policy': {'learning_rate': -1.}},
+     'config.optimizer.groups.policy.learning_rate=-1.0 must be positive'),
+])
+def test_bad_parameter_groups_are_refused_naming_the_field(groups, message):
+  config = tiny_config()
+  config.optimizer.groups = groups
+  with pytest.raises(optimizers.ConfigError, match=message):
+    optimizers.validate(config.optimizer, ('policy',))

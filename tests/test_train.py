@@ -10,6 +10,7 @@ import signal
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,6 +48,13 @@ def tiny_config(**overrides):
   return config
 
 
+def constant_rate_optimizer(config, learning_rate):
+  """config's optimiser at a constant learning rate."""
+  optimizer_config = ml_collections.ConfigDict(config.optimizer.to_dict())
+  optimizer_config.update(schedule='constant', learning_rate=learning_rate)
+  return optimizers.create_optimizer(optimizer_config, steps_per_epoch=1, num_epochs=1)
+
+
 def tree_equal(first, second):
   return all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(a, b), first, second)))
 
@@ -82,6 +90,9 @@ def test_training_writes_checkpoints_events_figures_and_config(finished_run):
   # 2 images × (3 levels + original), tiles of 16 px enlarged to 96.
   assert Image.open(figures[0]).size == (4 * 96, 2 * 96)
   assert 0. <= metrics['test_accuracy'] <= metrics['test_top5_accuracy'] <= 1.
+  # Every evaluation's metrics, readable without TensorBoard; the last ones are those returned.
+  recorded = json.loads((workdir / 'metrics.json').read_text())
+  assert sorted(recorded, key=int) == ['4', '8'] and recorded['8'] == pytest.approx(metrics)
 
 
 def test_best_checkpoint_is_ranked_by_validation_accuracy_never_test(finished_run, monkeypatch):
@@ -245,7 +256,7 @@ def _train_steps(config, devices, num_steps, dtype=jnp.float32):
   dataset = source.load()
   model = family.build(source.num_classes, dtype)
   state = train.create_train_state(jax.random.key(0), model,
-                                   optimizers.create_optimizer(config.optimizer, 0.05),
+                                   constant_rate_optimizer(config, 0.05),
                                    source.image_shape, mesh, family)
   state = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
                        state)

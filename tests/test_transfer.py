@@ -16,14 +16,13 @@ from lpta import data
 from lpta import families
 from lpta import losses
 from lpta import objectives
-from lpta import optimizers
 from lpta import runs
 from lpta import sharding
 from lpta import train
 from lpta.data import preprocessing
 from lpta.errors import CheckpointError, ConfigError
 from lpta.models import resnet
-from test_train import event_tags, tiny_config, tree_equal
+from test_train import constant_rate_optimizer, event_tags, tiny_config, tree_equal
 
 
 def wrn_config(**overrides):
@@ -254,7 +253,7 @@ def test_a_zca_teacher_sees_the_images_through_its_own_normalisation(zca_vgg_tea
   model = family.build(4, jnp.float32)
   mesh = sharding.make_mesh()  # the teacher was loaded onto every device
   state = train.create_train_state(jax.random.key(0), model,
-                                   optimizers.create_optimizer(config.optimizer, 0.05),
+                                   constant_rate_optimizer(config, 0.05),
                                    (16, 16, 3), mesh, family)
   batch = {name: array[:16] for name, array in student_data.shards['train'].items()}
   objective = RecordingDistillation(config.transfer, teacher=teacher)

@@ -137,7 +137,7 @@ def test_main_writes_checkpoint_events_figure_and_config_into_the_bucket(gcs, tr
   events = [name for name in objects if name.startswith('run/events.out.tfevents.')]
   assert len(events) == 1, sorted(objects)
   assert {name.split('/')[1] for name in objects} - {''} == {
-      'attention', 'checkpoints', 'config.json', events[0].split('/')[1]}
+      'attention', 'checkpoints', 'config.json', 'metrics.json', events[0].split('/')[1]}
 
   # One checkpoint, of the last step, committed, with every item.
   assert {name.split('/')[2] for name in objects
@@ -153,6 +153,8 @@ def test_main_writes_checkpoint_events_figure_and_config_into_the_bucket(gcs, tr
   assert json.loads(gcs.read(f'{step}/config/metadata')) == _expected_config()
   assert json.loads(gcs.read(f'{step}/dataset/metadata'))['image_shape'] == [16, 16, 3]
 
+  assert json.loads(gcs.read('run/metrics.json')) == {'4': pytest.approx(
+      json.loads(gcs.read(f'{step}/metrics/metrics')))}
   assert json.loads(gcs.read('run/config.json')) == {
       'lpta_version': checkpoints.lpta_version(), **_expected_config()}
   assert json.loads(gcs.read(f'{step}/version/metadata')) == checkpoints.lpta_version()

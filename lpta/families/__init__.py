@@ -75,6 +75,8 @@ class Family:
   # Whether `figure_arrays` are attention maps [N, h, w] (lpta.maps scores them as the model's
   # own maps) rather than something else to draw, such as glimpse locations.
   figure_arrays_are_maps: ClassVar[bool] = True
+  # The labels of `parameter_groups` that config.optimizer.groups may give their own optimiser.
+  parameter_group_names: ClassVar[tuple[str, ...]] = ()
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
@@ -125,9 +127,10 @@ class Family:
     logits, _ = predict(images, rng)
     return classification_outputs(logits, batch['label'])
 
-  def frozen_parameters(self, params) -> Any:
-    """A tree of booleans like `params`: True for parameters that training never changes
-    (e.g. a frozen trunk); None (the default) trains them all."""
+  def parameter_groups(self, params) -> Any:
+    """A tree like `params` of their group labels (lpta.optimizers: e.g. 'policy', or FROZEN for
+    parameters that training never changes, such as a frozen trunk), each trained with
+    `config.optimizer.groups.<label>`; None (the default): one group."""
     del params
     return None
 

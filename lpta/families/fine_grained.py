@@ -16,6 +16,7 @@ import jax
 from lpta import config_fields as cf
 from lpta import families
 from lpta import objectives
+from lpta import optimizers
 from lpta import summaries
 from lpta.errors import ConfigError
 from lpta.families import glimpse as glimpse_family
@@ -118,10 +119,11 @@ class FineGrainedGlimpse(_Trunk):
     _refuse_transfer(config)
     return glimpse_family.HybridLoss(config.model.reinforce_weight, config.model.baseline_weight)
 
-  def frozen_parameters(self, params):
+  def parameter_groups(self, params):
     if not self.model_config.trunk_frozen:
       return None
-    return {module: jax.tree.map(lambda _, frozen=module == 'trunk': frozen, tree)
+    return {module: jax.tree.map(lambda _, label=optimizers.FROZEN if module == 'trunk' else
+                                 optimizers.DEFAULT: label, tree)
             for module, tree in params.items()}
 
   def eval_outputs(self, predict, images, batch, rng):

@@ -24,6 +24,7 @@ from lpta import data
 from lpta import families
 from lpta import losses
 from lpta import objectives
+from lpta import optimizers
 from lpta import summaries
 from lpta.errors import ConfigError
 from lpta.models import glimpse
@@ -60,10 +61,21 @@ FIELDS = {'ram': (
              "all-zero state h_0, as RAM's recurrent attention does, so learned by REINFORCE "
              "like every other location), 'centre', or 'random' (uniform).",
              cf.one_of(ram.INITIAL_LOCATIONS)),
-    cf.Field('policy', 'learned', "'learned', or 'random' for uniformly random locations (the "
-             '"random glimpses" baseline).', cf.one_of(ram.POLICIES)),
+    cf.Field('policy', 'learned', "'learned'; the controls 'random' (uniform locations, the "
+             '"random glimpses" baseline) and \'centre\' (the centre, ± σ when sampling).',
+             cf.one_of(ram.POLICIES)),
     cf.Field('location_hidden_units', 0, "0: RAM's linear location network; > 0: the width of "
              'its ReLU hidden layer.', cf.integer(0)),
+    cf.Field('location_init', 'default', "The last layer of the location network: 'default' "
+             "(Flax's initialisation) or 'zero' (the untrained policy looks at the centre).",
+             cf.one_of(ram.LOCATION_INITS), added='default'),
+    cf.Field('policy_gradient', 'policy', "What REINFORCE trains: 'policy' (the location network "
+             "alone: it reads the state through a stop-gradient) or 'core' (the core and the "
+             "glimpse network too, the paper's Eq. 2).", cf.one_of(ram.POLICY_GRADIENTS),
+             added='policy'),
+    cf.Field('padding', 'mean', "Pixels off the image: 'mean' (zero in normalised units, the "
+             "data mean) or 'black' (each image's darkest value).", cf.one_of(ram.PADDINGS),
+             added='mean'),
     *HYBRID_LOSS_FIELDS,
     cf.Field('train_trajectories', 1, 'M, trajectories per training image. With M = 1 REINFORCE '
              "subtracts the learned baseline; with M >= 2 each trajectory's baseline is the mean "
@@ -82,12 +94,13 @@ def module_fields(fields) -> tuple[str, ...]:
 
 
 class HybridLoss(objectives.Objective):
-  """RAM's hybrid loss (Mnih et al. 2014): cross-entropy + w_r · REINFORCE + w_b · baseline regression.
+  """RAM's hybrid loss (Mnih et al. 2014): cross-entropy + w_r·REINFORCE + w_b·baseline log loss.
 
   Every term is averaged over the M trajectories of each image (aux 'trajectory_logits' [B, M,
   K]). The reward is R = 1 when a trajectory's classification is right at its end, else 0. The
   cross-entropy trains classifier, core and glimpse network; the REINFORCE term (averaged over
-  the batch, lpta.losses.reinforce_loss) only the location policy, with R minus a baseline: for
+  the batch, lpta.losses.reinforce_loss) the location policy (and the core and glimpse network
+  with the model's policy_gradient 'core'), with R minus a baseline: for
   M = 1 the learned b_t = sigmoid(baseline logit), which the baseline term (its log loss against
   R) trains alone, and for M ≥ 2 the mean reward of the image's other trajectories
   (lpta.models.ram puts the stop-gradients there). Logs each term and the mean reward.
@@ -147,6 +160,30 @@ def sampled_classification_outputs(predict, images, labels, rng, samples: int):
   return outputs, aux
 
 
+# What tells a healthy policy from a dead or saturated one, averaged over the evaluated images:
+#   saturated_means: the share of the policy's mean coordinates with |μ| > 0.99 (tanh saturated:
+#     its gradient vanishes there, so the policy stays);
+#   location_spread: the mean distance in pixels of glimpses 2 … T from the batch's mean glimpse
+#     of the same step (0: the policy looks at one place whatever the image);
+#   location_kernel_norm: ‖W_μ‖ (its change over the run is in the logs).
+POLICY_HEALTH = ('saturated_means', 'location_spread', 'location_kernel_norm')
+
+
+def policy_health(aux, glimpse_centres, mask) -> dict[str, jax.Array]:
+  """Per-example values of POLICY_HEALTH from the model's aux, glimpse centres [B, T, 2] in
+  pixels and the padding mask [B] (padded rows are left out of the batch mean)."""
+  means = aux['location_means']  # [B, C, 2]
+  saturated = (jnp.mean(jnp.abs(means) > 0.99, axis=(1, 2)) if means.shape[1]
+               else jnp.zeros(means.shape[:1]))
+  weights = mask[:, None, None] / jnp.maximum(mask.sum(), 1)
+  later = glimpse_centres[:, 1:]
+  batch_mean = jnp.sum(later * weights, axis=0, keepdims=True)
+  spread = (jnp.linalg.norm(later - batch_mean, axis=-1).mean(axis=1) if later.shape[1]
+            else jnp.zeros(mask.shape))
+  return {'saturated_means': saturated.astype(jnp.float32), 'location_spread': spread,
+          'location_kernel_norm': aux['location_kernel_norm']}
+
+
 def object_centres(boxes: jax.Array) -> jax.Array:
   """Centres [B, 2] (x, y) in pixels of boxes [B, 4] (top, left, bottom, right)."""
   boxes = boxes.astype(jnp.float32)
@@ -158,6 +195,7 @@ class RecurrentGlimpseModels(families.Family):
   """RAM on images with object boxes."""
   name = 'glimpse'
   fields = FIELDS
+  parameter_group_names = ('policy',)  # the location network (config.optimizer.groups.policy)
   rng_streams = ('location',)
   figure_arrays_are_maps = False  # glimpse locations
 
@@ -182,12 +220,12 @@ class RecurrentGlimpseModels(families.Family):
 
   @functools.cached_property
   def eval_metrics(self):
-    distances = [f'glimpse_distance_{step}'
-                 for step in range(1, self.model_config.num_glimpses + 1)]
-    distances += ['centre_distance', 'random_location_distance']
+    averaged = [f'glimpse_distance_{step}'
+                for step in range(1, self.model_config.num_glimpses + 1)]
+    averaged += ['centre_distance', 'random_location_distance', *POLICY_HEALTH]
     return metrics.Collection.create(
         **SAMPLED_CLASSIFICATION_METRICS,
-        **{name: metrics.Average.from_output(name) for name in distances})
+        **{name: metrics.Average.from_output(name) for name in averaged})
 
   def eval_outputs(self, predict, images, batch, rng):
     samples = self.model_config.eval_samples
@@ -204,7 +242,13 @@ class RecurrentGlimpseModels(families.Family):
                                           minval=-1, maxval=1)
     outputs['random_location_distance'] = jnp.linalg.norm(
         glimpse.location_to_pixels(random_locations, height, width) - centres, axis=-1)
-    return outputs
+    mask = batch.get('mask', jnp.ones(centres.shape[:1]))  # 0 for padding rows
+    return {**outputs, **policy_health(aux, glimpse_centres, mask)}
+
+  def parameter_groups(self, params):
+    return {module: jax.tree.map(lambda _, label='policy' if module == 'location' else
+                                 optimizers.DEFAULT: label, tree)
+            for module, tree in params.items()}
 
   def figure_arrays(self, aux):
     return (aux['locations'],)

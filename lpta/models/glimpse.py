@@ -63,7 +63,7 @@ def windows(images: jax.Array, locations: jax.Array, sides: Sequence[int]) -> li
 
 
 def glimpse(images: jax.Array, locations: jax.Array, patch_size: int, num_scales: int,
-            scale_factor: int = 2) -> jax.Array:
+            scale_factor: int = 2, fill: jax.Array | None = None) -> jax.Array:
   """RAM's sensor: the k = num_scales patches around each location, each brought to patch_size².
 
   Args:
@@ -72,18 +72,21 @@ def glimpse(images: jax.Array, locations: jax.Array, patch_size: int, num_scales
     patch_size: side of the smallest patch and of every returned patch.
     num_scales: k, the number of patches.
     scale_factor: integer ratio of the sides of consecutive patches.
+    fill: [B], each image's value outside it; None: zero.
 
   Returns:
     [B, k, patch_size, patch_size, C]: patch j is the average of scale_factor^j ×
-    scale_factor^j blocks of the s_j × s_j window (zero outside the image).
+    scale_factor^j blocks of the s_j × s_j window (`fill` outside the image).
   """
   channels = images.shape[-1]
+  shift = jnp.zeros((), images.dtype) if fill is None else fill.reshape(-1, 1, 1, 1)
   patches = []
-  for window in windows(images, locations, patch_sides(patch_size, num_scales, scale_factor)):
+  for window in windows(images - shift, locations,
+                        patch_sides(patch_size, num_scales, scale_factor)):
     factor = window.shape[1] // patch_size
     patches.append(
         window.reshape(-1, patch_size, factor, patch_size, factor, channels).mean((2, 4)))
-  return jnp.stack(patches, axis=1)
+  return jnp.stack(patches, axis=1) + (shift if fill is None else shift[:, None])
 
 
 def resized_glimpses(images: jax.Array, locations: jax.Array, sides: Sequence[int],

@@ -6,20 +6,26 @@ at l_t, and updates its recurrent state:
   h_t = f_h(h_{t−1}, g_t)        (core: ReLU RNN, h_t = ReLU(W_hh h_{t−1} + W_gh g_t), or an LSTM)
 After every step but the last it chooses the next location with a Gaussian policy of fixed σ,
   μ_t = tanh(W_μ h_t),  l_{t+1} ~ N(μ_t, σ² I),  used clipped to [-1, 1]² and without gradient,
-(optionally with a ReLU hidden layer, μ_t = tanh(W_μ ReLU(W_1 h_t)), as later RAM code does)
-and estimates the reward with a baseline b_t = sigmoid(W_b h_t + c), the probability of a right
-answer given h_t (a logistic regression: the rewards are 0 or 1, and unlike a linear baseline
-regressed by squared error its gradient stays bounded however large h_t grows; the linear one
-diverged with SGD at lr 0.05 once the ReLU RNN's states grew, and its advantages in the thousands
-threw the policy into the corners). Policy and baseline read h_t through a
-stop-gradient, so that only the REINFORCE term trains the policy, only the baseline's regression
-trains the baseline, and neither reaches the core. The classifier reads the last state h_{T−1}.
-The first location l_0 is the image centre ('centre') or uniform in [-1, 1]² ('random'). With
-policy 'random' every location is uniform (the "random glimpses" baseline of RAM's Table 2), and
-there is no decision to score.
+(optionally with a ReLU hidden layer, μ_t = tanh(W_μ ReLU(W_1 h_t)), as later RAM code does;
+with location_init 'zero' the last layer starts at zero, so the untrained policy looks at the
+centre, ± σ when sampling) and estimates the reward with a baseline b_t = sigmoid(W_b h_t + c),
+the probability of a right answer given h_t (a logistic regression: the rewards are 0 or 1, and
+unlike a linear baseline regressed by squared error its gradient stays bounded however large h_t
+grows; the linear one diverged with SGD at lr 0.05 once the ReLU RNN's states grew, and its
+advantages in the thousands threw the policy into the corners). The baseline reads h_t through a
+stop-gradient, so that only its regression trains it. The policy does too with policy_gradient
+'policy', so that the REINFORCE term trains the location network alone; with 'core' it reads h_t
+itself, so that REINFORCE also trains the core and the glimpse network, as in the paper's Eq. 2.
+The classifier reads the last state h_{T−1}. The first location l_0 is the image centre
+('centre') or uniform in [-1, 1]² ('random'). With policy 'random' every location is uniform
+(the "random glimpses" baseline of RAM's Table 2), with policy 'centre' every location is the
+centre (± σ when sampling): neither has a decision to score.
 
 Log-probabilities are those of the Gaussian sample, before clipping: clipping belongs to the
 environment (a location off the image is looked at from the border), not to the policy.
+
+Pixels off the image are zero in the network's (normalised) units, the data mean, with padding
+'mean'; with 'black' they take each image's darkest value, black on the canvases.
 """
 
 from collections.abc import Sequence
@@ -34,7 +40,10 @@ from lpta.models import glimpse
 
 CORES = ('rnn', 'lstm')
 INITIAL_LOCATIONS = ('learned', 'centre', 'random')
-POLICIES = ('learned', 'random')
+POLICIES = ('learned', 'random', 'centre')
+LOCATION_INITS = ('default', 'zero')
+POLICY_GRADIENTS = ('policy', 'core')
+PADDINGS = ('mean', 'black')
 
 
 def gaussian_log_prob(samples: jax.Array, means: jax.Array, std: float) -> jax.Array:
@@ -57,19 +66,22 @@ def sample_location(means: jax.Array, std: float, rng: jax.Array | None):
 
 class GlimpseNetwork(nn.Module):
   """g = ReLU(W_gg ReLU(W_g patches) + W_lg ReLU(W_l l)): images [B, H, W, C], locations [B, 2]
-  -> [B, output_units]."""
+  -> [B, output_units]. Off the image the patches are 0 (padding 'mean') or each image's
+  darkest value ('black')."""
   patch_size: int
   num_scales: int
   scale_factor: int
   glimpse_units: int
   location_units: int
   output_units: int
+  padding: str = 'mean'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, images, locations):
+    fill = images.min(axis=(1, 2, 3)) if self.padding == 'black' else None
     patches = glimpse.glimpse(images, locations, self.patch_size, self.num_scales,
-                              self.scale_factor)
+                              self.scale_factor, fill)
     dense = lambda units, name: nn.Dense(units, dtype=self.dtype, name=name)
     what = nn.relu(dense(self.glimpse_units, 'what')(patches.reshape(patches.shape[0], -1)))
     where = nn.relu(dense(self.location_units, 'where')(locations))
@@ -110,13 +122,16 @@ class LSTMCore(nn.Module):
 
 class LocationNetwork(nn.Module):
   """The policy's mean before the tanh: W_μ h (RAM), or W_μ ReLU(W_1 h) with `hidden_units`
-  > 0. h [B, units] -> [B, 2]."""
+  > 0. h [B, units] -> [B, 2]. With init 'zero', W_μ and its bias start at zero."""
   hidden_units: int = 0
+  init: str = 'default'
 
   @nn.compact
   def __call__(self, state):
     if self.hidden_units:
       state = nn.relu(nn.Dense(self.hidden_units, name='hidden')(state))
+    if self.init == 'zero':
+      return nn.Dense(2, kernel_init=nn.initializers.zeros, name='mean')(state)
     return nn.Dense(2, name='mean')(state)
 
 
@@ -130,12 +145,14 @@ class RecurrentAttentionModel(nn.Module):
 
   aux: 'trajectory_logits' [B, M, K] each trajectory's logits (the returned logits are the log of
   their mean class probabilities); 'locations' [B, T, 2] the (clipped) glimpse locations of the
-  first trajectory; 'log_probs' [B, M, C] the policy's log-probability of each chosen location;
+  first trajectory; 'location_means' [B, C, 2] the policy's means μ of its decisions;
+  'location_kernel_norm' [B], the Frobenius norm of W_μ (0 without a learned policy), for the
+  logs; 'log_probs' [B, M, C] the policy's log-probability of each chosen location;
   'baseline_logits' [B, M, C] or [B, M, 0] the logit of the learned reward estimate made with
   each choice, b = sigmoid(logit), learned only with train_trajectories = 1. C = T when the
   policy also chooses the first location (initial_location 'learned': l_1 from h_0 = 0, a learned
   starting point explored with the same σ), T − 1 when l_1 is at the centre or uniformly random,
-  and 0 for policy 'random' (which has no parameters for them).
+  and 0 for policies 'random' and 'centre' (which have no parameters for them).
 
   Locations are sampled in training and, with `sample_locations=True`, in inference; otherwise
   the policy's means are used (deterministic evaluation). Draws from the 'location' stream.
@@ -154,6 +171,9 @@ class RecurrentAttentionModel(nn.Module):
   initial_location: str = 'learned'
   policy: str = 'learned'
   location_hidden_units: int = 0
+  location_init: str = 'default'
+  policy_gradient: str = 'policy'
+  padding: str = 'mean'
   train_trajectories: int = 1
   dtype: jnp.dtype = jnp.float32
 
@@ -166,46 +186,60 @@ class RecurrentAttentionModel(nn.Module):
     batch_size = images.shape[0]
     glimpse_network = GlimpseNetwork(
         self.patch_size, self.num_scales, self.scale_factor, self.glimpse_units,
-        self.location_units, self.glimpse_output_units, self.dtype, name='glimpse_network')
+        self.location_units, self.glimpse_output_units, self.padding, self.dtype,
+        name='glimpse_network')
     core_class = ReluRNNCell if self.core == 'rnn' else LSTMCore
     core = core_class(self.hidden_units, self.dtype, name='core')
-    policy = LocationNetwork(self.location_hidden_units, name='location')
+    policy = LocationNetwork(self.location_hidden_units, self.location_init, name='location')
     baseline = nn.Dense(1, dtype=jnp.float32, name='baseline')
 
     carry = core.initial_carry(batch_size)
     # h_0: what the policy sees before the first glimpse when initial_location is 'learned'.
     state = jnp.zeros((batch_size, self.hidden_units), jnp.float32)
-    locations, log_probs, baseline_logits = [], [], []
+    locations, means, log_probs, baseline_logits = [], [], [], []
     for step in range(self.num_glimpses):
-      if self.policy == 'random' or not (step or self.initial_location == 'learned'):
-        location = self._unchosen_location(batch_size)
+      if self.policy != 'learned' or not (step or self.initial_location == 'learned'):
+        location = self._unchosen_location(batch_size, sample)
       else:
-        location, log_prob = sample_location(jnp.tanh(policy(state)), self.location_std,
+        policy_state = state if self.policy_gradient == 'core' else jax.lax.stop_gradient(state)
+        means.append(jnp.tanh(policy(policy_state)))
+        location, log_prob = sample_location(means[-1], self.location_std,
                                              self.make_rng('location') if sample else None)
         log_probs.append(log_prob)
         if self.train_trajectories == 1:
-          baseline_logits.append(baseline(state)[:, 0])
+          baseline_logits.append(baseline(jax.lax.stop_gradient(state))[:, 0])
       locations.append(location)
       carry, hidden = core(carry, glimpse_network(images, location))
-      state = jax.lax.stop_gradient(at_least_float32(hidden))
+      state = at_least_float32(hidden)
     per_image = lambda values: values.reshape(
         batch_size // trajectories, trajectories, *values.shape[1:])
     logits = per_image(at_least_float32(
         nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(hidden)))
+    kernel_norm = (jnp.linalg.norm(policy.variables['params']['mean']['kernel'])
+                   if means else jnp.zeros((), jnp.float32))
     aux = {'trajectory_logits': logits,
            'locations': per_image(jnp.stack(locations, axis=1))[:, 0],
+           'location_means': (per_image(jnp.stack(means, axis=1))[:, 0] if means
+                              else jnp.zeros((batch_size // trajectories, 0, 2), jnp.float32)),
+           'location_kernel_norm': jnp.full((batch_size // trajectories,), kernel_norm),
            'log_probs': per_image(_stack_steps(log_probs, batch_size)),
            'baseline_logits': per_image(_stack_steps(baseline_logits, batch_size))}
     if trajectories == 1:
       return logits[:, 0], aux
     return jax.nn.logsumexp(jax.nn.log_softmax(logits), axis=1) - math.log(trajectories), aux
 
-  def _unchosen_location(self, batch_size):
-    """[B, 2]: a location the policy does not choose, uniform for policy 'random' or
-    initial_location 'random', else the centre."""
-    if self.policy == 'random' or self.initial_location == 'random':
+  def _unchosen_location(self, batch_size, sample: bool):
+    """[B, 2]: a location the policy does not choose: uniform for policy 'random' or
+    initial_location 'random'; for policy 'centre' the centre, ± σ when sampling; else the
+    centre."""
+    if self.policy == 'random' or (self.policy == 'learned'
+                                   and self.initial_location == 'random'):
       return jax.random.uniform(self.make_rng('location'), (batch_size, 2), jnp.float32, -1, 1)
-    return jnp.zeros((batch_size, 2), jnp.float32)
+    centre = jnp.zeros((batch_size, 2), jnp.float32)
+    if self.policy == 'centre':
+      return sample_location(centre, self.location_std,
+                             self.make_rng('location') if sample else None)[0]
+    return centre
 
 
 def _stack_steps(values: Sequence[jax.Array], batch_size: int) -> jax.Array:
