@@ -1,0 +1,182 @@
+"""lpta.study: arms × seeds through main.py, mean ± sd from the runs' own metrics, resume, and the
+verdict rule."""
+
+import json
+import math
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lpta import study
+from lpta.errors import ConfigError
+
+TESTS_DIR = pathlib.Path(__file__).parent
+REPO_ROOT = TESTS_DIR.parent
+# test_train's tiny VGG on 16×16 synthetic images: 2 epochs of 4 steps, no figure.
+TINY_CONFIG = f"""
+import sys
+sys.path.insert(0, {str(TESTS_DIR)!r})
+from test_train import tiny_config
+
+
+def get_config():
+  return tiny_config(num_attention_images=0)
+"""
+
+
+def _study_file(tmp_path, arms='', hyper='', extra=''):
+  (tmp_path / 'tiny.py').write_text(TINY_CONFIG)
+  arms = arms or (f"{{'base': {{'config': {str(tmp_path / 'tiny.py')!r}}},\n"
+                  f"        'slow': {{'config': {str(tmp_path / 'tiny.py')!r}, "
+                  "'config.optimizer.learning_rate': 0.005}}")
+  hyper = hyper or "h.product([h.sweep('arm', list(ARMS)), h.sweep('config.seed', [0, 1])])"
+  path = tmp_path / 'tiny_study.py'
+  path.write_text(f'ARMS = {arms}\n{extra}\n\ndef get_hyper(h):\n  return {hyper}\n')
+  return path
+
+
+def _study(path, workdir, **popen):
+  return subprocess.Popen([sys.executable, '-m', 'lpta.study', f'--config={path}',
+                           f'--workdir={workdir}'], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _wait_for(path: pathlib.Path, process, seconds=240):
+  deadline = time.time() + seconds
+  while not path.is_dir():
+    assert process.poll() is None, process.communicate()
+    assert time.time() < deadline, f'{path} did not appear'
+    time.sleep(0.2)
+
+
+def _checkpoint_times(workdir: pathlib.Path) -> dict[str, int]:
+  return {str(p): p.stat().st_mtime_ns for p in workdir.rglob('checkpoints/*/*') if p.is_file()}
+
+
+def test_a_study_trains_every_run_resumes_a_killed_one_and_reports_mean_and_sd(tmp_path):
+  path, workdir = _study_file(tmp_path), tmp_path / 'study'
+  # Killed (with its main.py) once the first run has saved its first-epoch checkpoint.
+  first = _study(path, workdir, start_new_session=True)
+  _wait_for(workdir / 'base' / 'seed_0' / 'checkpoints' / '4', first)
+  os.killpg(first.pid, signal.SIGKILL)
+  first.wait()
+  assert not (workdir / 'base' / 'seed_0' / study.RUN_RESULT).exists()
+
+  second = _study(path, workdir)
+  output, errors = second.communicate(timeout=900)
+  assert second.returncode == 0, errors[-3000:]
+  assert '[study tiny_study] run 1 of 4: base, seed 0' in output
+  assert 'run 4 of 4: slow, seed 1, about ' in output  # an ETA once a run has finished
+  log = (workdir / 'base' / 'seed_0' / 'log.txt').read_text()
+  assert 'Resuming from the checkpoint at step 4' in log
+
+  table = json.loads((workdir / 'results.json').read_text())
+  for arm in ('base', 'slow'):
+    finals = []
+    for seed in (0, 1):
+      recorded = json.loads((workdir / arm / f'seed_{seed}' / 'metrics.json').read_text())
+      assert sorted(recorded, key=int) == ['4', '8']
+      finals.append(recorded['8']['test_accuracy'])
+    summary = table['arms'][arm]['metrics']['test_accuracy']
+    assert summary['n'] == 2 and table['arms'][arm]['seeds'] == [0, 1]
+    assert summary['mean'] == pytest.approx(np.mean(finals), abs=1e-12)
+    assert summary['sd'] == pytest.approx(np.std(finals, ddof=1), abs=1e-12)
+    assert f'{summary["mean"]:.4f} ± {summary["sd"]:.4f}' in (workdir / 'results.md').read_text()
+  assert set(table['arms']['base']['metrics']) == {'test_accuracy', 'test_loss',
+                                                  'test_top5_accuracy'}
+  assert (workdir / 'results.png').read_bytes().startswith(b'\x89PNG')
+
+  # Called again, it retrains nothing.
+  before = _checkpoint_times(workdir)
+  third = _study(path, workdir)
+  output, errors = third.communicate(timeout=300)
+  assert third.returncode == 0, errors[-3000:]
+  assert '] run ' not in output and '| base | 2 |' in output
+  assert _checkpoint_times(workdir) == before
+
+
+@pytest.mark.parametrize('arms, hyper, extra, message', [
+    ("{'a': {'configs': 'x.py'}}", '', '', "arm 'a' needs \"config\""),
+    ('', "[]", '', 'get_hyper lists no run'),
+    ('', "h.sweep('arm', ['base', 'fast'])", '', "names the arm 'fast'; arms: base, slow"),
+    ('', "h.product([h.sweep('arm', ['base']), h.sweep('config.seed', [0, 0])])", '',
+     "arm 'base' has seed 0 twice"),
+    ('', "h.zipit([h.sweep('arm', ['base', 'slow', 'slow']), h.sweep('config.seed', [0, 0, 1])])",
+     '', 'different numbers of seeds .base 1, slow 2.'),
+    ('', "h.product([h.sweep('arm', ['base']), h.sweep('config.seed', [-1])])", '',
+     'config.seed=-1; seeds are integers >= 0'),
+    ('', "h.product([h.sweep('arm', ['base']), h.sweep('config.model.nosuch', [1])])", '',
+     r'config.model.nosuch is not a field of the config'),
+    ('', '', "COMPARISONS = (('base', 'fast', 'test_accuracy'),)", "names the arm 'fast'"),
+])
+def test_a_bad_study_is_refused_in_one_line_before_anything_trains(tmp_path, arms, hyper, extra,
+                                                                   message):
+  path = _study_file(tmp_path, arms, hyper, extra)
+  with pytest.raises(ConfigError, match=message):
+    study.load_study(str(path))
+
+
+def test_the_command_refuses_a_bad_study_in_one_line(tmp_path):
+  path = _study_file(tmp_path, hyper='[]')
+  process = _study(path, tmp_path / 'study')
+  _, errors = process.communicate(timeout=120)
+  assert process.returncode == 1
+  assert errors.strip().splitlines() == [f'error: {path}: get_hyper lists no run; sweep the arms '
+                                         'and at least one seed.']
+  assert not (tmp_path / 'study').exists()
+
+
+def test_the_sweep_primitives_build_the_points_of_a_grid():
+  h = study.Hyper()
+  assert h.product([h.sweep('arm', ['a', 'b']), h.sweep('config.seed', [0, 1])]) == [
+      {'arm': 'a', 'config.seed': 0}, {'arm': 'a', 'config.seed': 1},
+      {'arm': 'b', 'config.seed': 0}, {'arm': 'b', 'config.seed': 1}]
+  assert h.zipit([h.sweep('arm', ['a', 'b']), h.sweep('config.x', [1, 2])]) == [
+      {'arm': 'a', 'config.x': 1}, {'arm': 'b', 'config.x': 2}]
+  assert h.product([h.fixed('arm', 'a'), h.sweep('config.seed', [3])]) == [
+      {'arm': 'a', 'config.seed': 3}]
+  with pytest.raises(ConfigError, match='one length'):
+    h.zipit([h.sweep('a', [1]), h.sweep('b', [1, 2])])
+
+
+def test_the_verdict_rule_is_two_standard_errors_of_the_difference():
+  better = study.summarise([0.80, 0.82, 0.84])  # mean .82, sd .02
+  assert better['mean'] == pytest.approx(0.82) and better['sd'] == pytest.approx(0.02)
+  # SE of the difference with two such arms: sqrt(2 · .02² / 3) = 0.01633; 2 SE = 0.03266.
+  for offset, expected in ((0.033, 'holds'), (0.032, 'undecided'), (-0.033, 'does not hold')):
+    worse = study.summarise([0.80 - offset, 0.82 - offset, 0.84 - offset])
+    assert study.verdict(better, worse) == expected, offset
+  assert 2 * math.sqrt(2 * 0.02**2 / 3) == pytest.approx(0.03266, abs=1e-5)
+  # A minimum difference raises the margin; fewer than 3 seeds decide nothing.
+  far = study.summarise([0.70, 0.72, 0.74])
+  assert study.verdict(better, far) == 'holds'
+  assert study.verdict(better, far, min_difference=0.15) == 'undecided'
+  assert study.verdict(study.summarise([0.9, 0.91]), far) == 'undecided'
+  assert study.summarise([0.5]) == {'mean': 0.5, 'sd': 0., 'n': 1}
+
+
+def test_a_run_takes_its_overrides_as_main_py_flags():
+  run = study.Run('a', 'configs/x.py:cnn', (('config.model.channels', (8,)),
+                                            ('config.seed', 2), ('config.transfer.method', 'at')))
+  assert run.command('runs/s') == [
+      'main.py', '--config=configs/x.py:cnn', '--workdir=runs/s/a/seed_2',
+      "--config.model.channels=(8,)", '--config.seed=2', '--config.transfer.method=at']
+
+
+@pytest.mark.parametrize('name', ['ram_translated', 'ram_cluttered'])
+def test_the_shipped_studies_load_with_three_seeds_per_arm(name, monkeypatch):
+  monkeypatch.chdir(REPO_ROOT)
+  loaded = study.load_study(f'configs/studies/{name}.py')
+  assert loaded.arms == ('learned', 'reinforce_0', 'centre', 'random', 'cnn')
+  assert len(loaded.runs) == 15
+  assert {run.seed for run in loaded.runs} == {0, 1, 2}
+  task = name.split('_')[1]
+  assert {run.config for run in loaded.runs} == {f'configs/{task}_fashion_mnist_ram.py',
+                                                 f'configs/canvas_baseline.py:{task},cnn'}
+  assert [c.worse for c in loaded.comparisons] == ['reinforce_0', 'centre', 'random', 'cnn']
