@@ -49,4 +49,5 @@ def get_config(arguments: str = 'translated,cnn') -> ml_collections.ConfigDict:
     config.model.policy = 'random'
   else:
     config.model = ml_collections.ConfigDict(MODELS[model])
+    config.optimizer.groups = ml_collections.ConfigDict()  # a whole-image network has no policy
   return config

@@ -5,9 +5,10 @@ Command:
 
 RAM's 60×60 translated task (Mnih et al. 2014, §4.1, Table 2) with Fashion-MNIST instead of
 MNIST digits: each item at a random position on a black 60×60 canvas; glimpses of 12×12 pixels at
-3 scales, all six chosen by the learned policy (the first from its zero initial state). 20 epochs
-of SGD (lr 0.05, momentum 0.9, cosine) on 55,000 canvases, the REINFORCE term weighted 1e-3;
-ranks checkpoints on the last 5,000, reports the test canvases. The baselines on the same
+3 scales, all six chosen by the learned policy (the first from its zero initial state). The
+recipe of configs/ram.py: 20 epochs of Adam, 4 trajectories per image, REINFORCE at weight 1
+reaching the core; ranks checkpoints on the last 5,000 of 55,000 canvases, reports the test
+canvases. The baselines on the same
 canvases: configs/canvas_baseline.py.
 
 Published (MNIST digits, not Fashion-MNIST): RAM 6 glimpses 1.22% error, Conv 1.62%, FC-256 2.63%.
