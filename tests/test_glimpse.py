@@ -137,7 +137,11 @@ def test_the_baseline_gradient_is_bounded_however_large_its_logits():
 
 
 def tiny_ram_config(**overrides) -> ml_collections.ConfigDict:
+  """configs/ram.py's data and optimiser around a tiny RAM with the family's (the paper's) model
+  defaults: one trajectory, REINFORCE into the location network only, a random initialisation.
+  The shipped recipe's model fields are tested in test_configs.py."""
   config = ram_config.get_config()
+  config.model = families.default_config('ram')
   config.model.update(num_glimpses=3, patch_size=4, num_scales=2, glimpse_units=8,
                       location_units=8, glimpse_output_units=16, hidden_units=16,
                       location_std=0.2, initial_location='centre')
