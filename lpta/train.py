@@ -176,14 +176,16 @@ def train_step(state: TrainState, train_metrics: metrics.Collection, batch, norm
   pixels, labels = preprocessing.to_unit_range(batch['image']), batch['label']
   targets = jax.lax.stop_gradient(objective.teacher_targets(teacher_arrays, pixels, labels))
   rngs = family.rngs(model_rng)
+  model_inputs = family.model_inputs(batch, train_progress=state.step / num_train_steps)
 
   def loss_fn(params):
     variables = _model_variables(state, params)
     (logits, aux), updates = state.apply_fn(variables, normalisation(pixels), train=True,
-                                            rngs=rngs, mutable=['batch_stats'])
+                                            rngs=rngs, mutable=['batch_stats'], **model_inputs)
 
     def inference_loss(inputs):
-      logits = state.apply_fn(variables, normalisation(inputs), train=False, rngs=rngs)[0]
+      logits = state.apply_fn(variables, normalisation(inputs), train=False, rngs=rngs,
+                              **model_inputs)[0]
       return objectives.cross_entropy(logits, labels)
 
     student = objectives.Student(
@@ -208,7 +210,8 @@ def eval_step(state: TrainState, eval_metrics: metrics.Collection, batch, normal
   variables = _model_variables(state, state.params)
 
   def predict(images, rng, **kwargs):
-    return state.apply_fn(variables, images, train=False, rngs=family.rngs(rng), **kwargs)
+    return state.apply_fn(variables, images, train=False, rngs=family.rngs(rng),
+                          **family.model_inputs(batch), **kwargs)
 
   outputs = family.eval_outputs(
       predict, normalisation(preprocessing.to_unit_range(batch['image'])), batch, rng)
@@ -216,12 +219,14 @@ def eval_step(state: TrainState, eval_metrics: metrics.Collection, batch, normal
       type(eval_metrics).single_from_model_output(**outputs, mask=batch['mask']))
 
 
-def figure_arrays(state: TrainState, teacher_arrays, images, normalisation, *,
+def figure_arrays(state: TrainState, teacher_arrays, examples, normalisation, *,
                   family: families.Family, teacher: runs.Run | None):
-  """(the student's figure arrays, the teacher's or ()) for uint8 images [N, H, W, C]."""
-  pixels = preprocessing.to_unit_range(images)
+  """(the student's figure arrays, the teacher's or ()) for examples {'image': uint8 [N, H, W,
+  C], ...} (Dataset.first_examples)."""
+  pixels = preprocessing.to_unit_range(examples['image'])
   _, aux = state.apply_fn(_model_variables(state, state.params), normalisation(pixels),
-                          train=False, rngs=family.rngs(jax.random.key(0)))
+                          train=False, rngs=family.rngs(jax.random.key(0)),
+                          **family.model_inputs(examples))
   if teacher is None:
     return family.figure_arrays(aux), ()
   return family.figure_arrays(aux), teacher.family.figure_arrays(
@@ -431,8 +436,8 @@ class _TrainLoop:
     self.writer = metric_writers.create_default_writer(
         os.fspath(self.workdir), just_logging=jax.process_index() > 0)
     # The same images on every process (process 0's first test images).
-    self.figure_images = multihost_utils.broadcast_one_to_all(
-        self.dataset.first_images(self.config.num_attention_images))
+    self.figure_examples = multihost_utils.broadcast_one_to_all(
+        self.dataset.first_examples(self.config.num_attention_images))
     self.eval_rng = self._replicate(jax.random.key(self.config.seed + 1))
     self.scheduled_evaluators = evaluators.scheduled(self.config.evals)
 
@@ -541,12 +546,12 @@ class _TrainLoop:
       _record_metrics(self.workdir / 'metrics.json', step, eval_metrics)
     logging.info('Step %d (epoch %.1f, %.0f s): %s', step, step / self.steps_per_epoch, seconds,
                  json.dumps({name: round(value, 4) for name, value in eval_metrics.items()}))
-    if len(self.figure_images):
+    if len(self.figure_examples['image']):
       arrays, teacher_arrays = self.trainer.figure_arrays(
-          state, self.teacher_arrays, self._replicate(self.figure_images), self.normalisation)
+          state, self.teacher_arrays, self._replicate(self.figure_examples), self.normalisation)
       if jax.process_index() == 0:
         grid = self.trainer.family.draw_figure(
-            self.figure_images, [np.asarray(a) for a in arrays],
+            self.figure_examples['image'], [np.asarray(a) for a in arrays],
             [np.asarray(a) for a in teacher_arrays])
         if grid is not None:
           summaries.write_figure(self.writer, self.workdir, step, grid)

@@ -124,3 +124,38 @@ def test_glimpse_figure_outlines_each_patch_in_its_step_colour():
   np.testing.assert_array_equal(grid[4 * scale - 1, 0], lime)
   np.testing.assert_array_equal(grid[0, 4 * scale - 1], lime)
   assert not grid[:, 32 * scale:].any()  # the original, black
+
+
+def test_the_oracle_looks_at_each_items_centre_in_training_evaluation_and_figures(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = canvas_run_config(tmp_path, **{'model.policy': 'oracle', 'num_epochs': 1})
+  workdir = tmp_path / 'run'
+  with tfds.testing.mock_data(num_examples=32):
+    _, metrics = train.train_and_evaluate(config, workdir)
+  # With the means (evaluation), every glimpse is at the item's centre: the box centre in pixels
+  # and back to [-1, 1]² and pixels again, exact to float32 rounding of values below 32.
+  for t in (1, 2, 3):
+    assert metrics[f'test_glimpse_distance_{t}'] < 1e-4
+  assert metrics['test_centre_distance'] > 1.
+  assert [f.name for f in (workdir / 'attention').glob('*.png')] == ['step_00000003.png']
+
+
+def test_the_uniform_warm_up_silences_reinforce_for_its_share_of_the_steps(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # 6 steps; uniform_warmup 0.5: steps 0, 1, 2 (progress 0, 1/6, 2/6) look uniformly at random,
+  # so their log-probabilities and the REINFORCE term are exactly 0; steps 3, 4, 5 do not.
+  config = canvas_run_config(tmp_path, **{'model.uniform_warmup': 0.5})
+  workdir = tmp_path / 'run'
+  with tfds.testing.mock_data(num_examples=32):
+    train.train_and_evaluate(config, workdir)
+  reinforce = {}
+  for event_file in workdir.glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+      for value in event.summary.value:
+        if value.tag == 'train_reinforce_loss':
+          reinforce[event.step] = float(tf.make_ndarray(value.tensor))
+  # Step s is logged after s steps: 1, 2, 3 are the warm-up's, 4, 5, 6 the policy's.
+  assert sorted(reinforce) == [1, 2, 3, 4, 5, 6]
+  assert [reinforce[step] for step in (1, 2, 3)] == [0., 0., 0.]
+  assert all(reinforce[step] != 0 for step in (4, 5, 6))

@@ -441,3 +441,59 @@ def test_black_padding_fills_what_lies_off_the_image_with_its_darkest_value():
     hidden = intermediates['intermediates']['what']['__call__'][0]
     np.testing.assert_allclose(hidden, expected.reshape(2, -1) @ what['kernel'] + what['bias'],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_the_oracle_looks_at_the_given_object_centres_and_samples_around_them():
+  family, model, variables, images = tiny_ram(**{'model.policy': 'oracle'})
+  assert 'location' not in variables['params'] and 'baseline' not in variables['params']
+  targets = jnp.linspace(-0.9, 0.9, 12).reshape(6, 2)
+  rngs = family.rngs(jax.random.key(1))
+  _, aux = model.apply(variables, images, train=False, rngs=rngs, object_locations=targets)
+  np.testing.assert_array_equal(aux['locations'], jnp.repeat(targets[:, None], 3, axis=1))
+  assert aux['log_probs'].shape == (6, 1, 0)
+  # Sampled: every glimpse of every trajectory is the object's centre ± σ (σ = 0.2), clipped.
+  many = jnp.repeat(targets, 100, axis=0)
+  _, sampled = model.apply(variables, jnp.repeat(images, 100, axis=0), train=True,
+                           rngs=family.rngs(jax.random.key(2)), object_locations=many)
+  offsets = sampled['locations'] - many[:, None]
+  inside = np.abs(np.asarray(many[:, None] + offsets)) < 0.999  # not clipped at the border
+  np.testing.assert_allclose(np.std(np.asarray(offsets)[inside]), 0.2, rtol=0.1)
+  with pytest.raises(ConfigError, match="policy='oracle'.*boxes"):
+    model.apply(variables, images, train=False, rngs=rngs)
+
+
+def test_the_glimpse_family_gives_the_oracle_the_box_centres_in_location_units():
+  family = families.get(tiny_ram_config(**{'model.policy': 'oracle'}).model)
+  # A 20×40 image (H × W); box (top, left, bottom, right) = (0, 0, 10, 20): centre (x, y) =
+  # (10, 5) px = (10/40·2 − 1, 5/20·2 − 1) = (−0.5, −0.5).
+  batch = {'image': jnp.zeros((1, 20, 40, 1), jnp.uint8), 'box': jnp.array([[0, 0, 10, 20]])}
+  np.testing.assert_allclose(family.model_inputs(batch)['object_locations'], [[-0.5, -0.5]])
+  assert families.get(tiny_ram_config().model).model_inputs(batch) == {}
+
+
+def test_uniform_glimpses_replace_the_policy_and_silence_reinforce():
+  family, model, variables, images = tiny_ram(**{'model.location_init': 'zero'})
+  rngs = family.rngs(jax.random.key(3))
+  many = jnp.repeat(images, 200, axis=0)
+  _, warm = model.apply(variables, many, train=True, rngs=rngs, uniform_glimpses=jnp.array(True))
+  _, after = model.apply(variables, many, train=True, rngs=rngs,
+                         uniform_glimpses=jnp.array(False))
+  _, default = model.apply(variables, many, train=True, rngs=rngs)
+  # Uniform on [-1, 1]: sd 1/√3 ≈ 0.577, against σ = 0.2 around the zero policy's centre.
+  chosen = np.asarray(warm['locations'][:, 1:])
+  np.testing.assert_allclose(chosen.std(), 1 / math.sqrt(3), rtol=0.05)
+  np.testing.assert_array_equal(warm['log_probs'], 0.)
+  np.testing.assert_allclose(np.asarray(after['locations'][:, 1:]).std(), 0.2, rtol=0.1)
+  np.testing.assert_array_equal(after['locations'], default['locations'])
+  np.testing.assert_array_equal(after['log_probs'], default['log_probs'])
+
+
+def test_the_warm_up_lasts_its_share_of_the_training_steps_and_not_into_evaluation():
+  family = families.get(tiny_ram_config(**{'model.uniform_warmup': 0.25}).model)
+  batch = {'image': jnp.zeros((1, 8, 8, 1), jnp.uint8)}
+  assert bool(family.model_inputs(batch, jnp.asarray(0.2))['uniform_glimpses'])
+  assert not bool(family.model_inputs(batch, jnp.asarray(0.25))['uniform_glimpses'])
+  assert family.model_inputs(batch) == {}
+  assert families.get(tiny_ram_config().model).model_inputs(batch, jnp.asarray(0.)) == {}
+  with pytest.raises(ConfigError, match='config.model.uniform_warmup'):
+    families.get(tiny_ram_config(**{'model.uniform_warmup': 1.}).model)

@@ -125,7 +125,7 @@ def test_eval_batches_cover_the_validation_split_once_with_padding(imagenet):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     batches = list(imagenet.eval_batches('test', local_batch_size=8))
     again = list(imagenet.eval_batches('test', local_batch_size=8))
-    figure_images = imagenet.first_images(3)
+    figure_images = imagenet.first_examples(3)['image']
 
   assert [batch['mask'].sum() for batch in batches] == [8, 8, 4]
   assert not batches[-1]['image'][4:].any() and not batches[-1]['label'][4:].any()

@@ -173,8 +173,8 @@ def test_a_run_takes_its_overrides_as_main_py_flags():
 def test_the_shipped_studies_load_with_three_seeds_per_arm(name, monkeypatch):
   monkeypatch.chdir(REPO_ROOT)
   loaded = study.load_study(f'configs/studies/{name}.py')
-  assert loaded.arms == ('learned', 'reinforce_0', 'centre', 'random', 'cnn')
-  assert len(loaded.runs) == 15
+  assert loaded.arms == ('learned', 'reinforce_0', 'centre', 'random', 'cnn', 'oracle')
+  assert len(loaded.runs) == 18
   assert {run.seed for run in loaded.runs} == {0, 1, 2}
   task = name.split('_')[1]
   assert {run.config for run in loaded.runs} == {f'configs/{task}_fashion_mnist_ram.py',

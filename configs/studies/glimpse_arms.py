@@ -7,7 +7,9 @@ On one canvas task, every arm trains the same epochs with the same recipe but fo
     (with the shipped zero initialisation, the centre ± σ);
   centre: every glimpse at the canvas centre (± σ when sampling), no policy;
   random: every glimpse uniformly random (RAM's "random glimpses");
-  cnn: lpta's convolutional whole-image baseline (configs/canvas_baseline.py).
+  cnn: lpta's convolutional whole-image baseline (configs/canvas_baseline.py);
+  oracle: every glimpse at the item's centre (from its box; ± σ when sampling): the upper bound
+    of where to look, which no claim is tested against.
 """
 
 SEEDS = (0, 1, 2)
@@ -26,6 +28,7 @@ def arms(task: str) -> dict[str, dict]:
       'centre': {'config': ram, 'config.model.policy': 'centre'},
       'random': {'config': ram, 'config.model.policy': 'random'},
       'cnn': {'config': f'configs/canvas_baseline.py:{task},cnn'},
+      'oracle': {'config': ram, 'config.model.policy': 'oracle'},
   }
 
 

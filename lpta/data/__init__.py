@@ -92,8 +92,9 @@ class Dataset:
     every process."""
     raise NotImplementedError
 
-  def first_images(self, count: int):
-    """uint8 [n, H, W, C]: the first n <= count test images of this process (for figures)."""
+  def first_examples(self, count: int) -> dict[str, Any]:
+    """The first n <= count test examples of this process (for figures): {'image': uint8 [n, H,
+    W, C]}, and 'box' int32 [n, 4] where the source has object boxes."""
     raise NotImplementedError
 
 

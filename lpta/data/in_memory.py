@@ -62,9 +62,10 @@ class Dataset(data.Dataset):
     num_batches = batching.num_eval_batches(self.num_examples[split], local_batch_size)
     return batching.eval_batches(self.shards[split], local_batch_size, num_batches)
 
-  def first_images(self, count: int) -> np.ndarray:
-    """uint8 [count, H, W, C]: the first test images of this process's shard."""
-    return self.shards['test']['image'][:count]
+  def first_examples(self, count: int) -> Arrays:
+    """The first test images of this process's shard, and their boxes where there are."""
+    test = self.shards['test']
+    return {name: test[name][:count] for name in ('image', 'box') if name in test}
 
 
 class InMemorySource(data.Source):

@@ -151,13 +151,14 @@ class StreamedDataset(data.Dataset):
                                   num_batches):
       yield batching.padded_batch(batch, local_batch_size)
 
-  def first_images(self, count: int) -> np.ndarray:
-    """uint8 [n, size, size, 3]: the first n = min(count, shard size) test crops."""
+  def first_examples(self, count: int) -> dict[str, np.ndarray]:
+    """{'image': uint8 [n, size, size, 3]}: the first n = min(count, shard size) test crops."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     if count == 0:
-      return np.zeros((0, *self.image_shape), np.uint8)
-    return next(iter(tfds.as_numpy(self._eval_examples('test').batch(count))))['image']
+      return {'image': np.zeros((0, *self.image_shape), np.uint8)}
+    batch = next(iter(tfds.as_numpy(self._eval_examples('test').batch(count))))
+    return {'image': batch['image']}
 
   def _eval_examples(self, split: str):
     """tf.data examples of this process's shard of `split`, centre-cropped, in order."""

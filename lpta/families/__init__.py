@@ -120,6 +120,14 @@ class Family:
     _, (_, aux) = abstract_variables_and_outputs(model, image_shape)
     return objectives.create(config.transfer, self.transfer_points(aux), teacher)
 
+  def model_inputs(self, batch: dict[str, jax.Array],
+                   train_progress: jax.Array | None = None) -> dict[str, jax.Array]:
+    """The model's keyword inputs besides the images, from a batch of training or evaluation
+    data ({'image': [B, H, W, C], ...}) and, in training, the share of the run's steps done (a
+    scalar in [0, 1)); none by default."""
+    del batch, train_progress
+    return {}
+
   def eval_outputs(self, predict: Predict, images: jax.Array, batch: dict[str, jax.Array],
                    rng: jax.Array) -> dict[str, jax.Array]:
     """Per-example values for `eval_metrics.single_from_model_output` (the mask is added by

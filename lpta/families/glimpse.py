@@ -38,13 +38,20 @@ POLICY_FIELDS = (
 )
 HYBRID_LOSS_FIELDS = (
     cf.Field('reinforce_weight', 1e-3, 'Weight of the REINFORCE term, averaged over the batch. '
-             'It reaches the policy only, so with SGD it scales the policy\'s learning rate, and '
-             'with Adam, which normalises gradients, it has almost no effect.', cf.number(0)),
+             "With policy_gradient 'policy' it reaches the location network only, so with SGD it "
+             "scales the policy's learning rate, and with Adam, which normalises gradients, it "
+             'has almost no effect.', cf.number(0)),
     cf.Field('baseline_weight', 1., 'Weight of the log loss of the baseline b_t = sigmoid(w·h_t '
              '+ c), a logistic regression of the reward.', cf.number(0)),
     cf.Field('eval_samples', 7, 'S, the sampled trajectories whose class probabilities are '
              'averaged for sampled_accuracy.', cf.POSITIVE_INTEGER),
 )
+# Read by the train step (model_inputs), not a module attribute.
+UNIFORM_WARMUP = cf.Field(
+    'uniform_warmup', 0., "The share of the training steps, from the start, whose glimpses are "
+    "uniformly random instead of the policy's (its REINFORCE term is then zero): the classifier "
+    'learns to read glimpses anywhere before the policy steers them; 0: none.',
+    cf.number(0, below=1), added=0.)
 FIELDS = {'ram': (
     *POLICY_FIELDS,
     cf.Field('patch_size', 12, 'Side of the smallest patch, and of every patch after pooling.',
@@ -62,7 +69,9 @@ FIELDS = {'ram': (
              "like every other location), 'centre', or 'random' (uniform).",
              cf.one_of(ram.INITIAL_LOCATIONS)),
     cf.Field('policy', 'learned', "'learned'; the controls 'random' (uniform locations, the "
-             '"random glimpses" baseline) and \'centre\' (the centre, ± σ when sampling).',
+             '"random glimpses" baseline), \'centre\' (the centre, ± σ when sampling) and '
+             "'oracle' (the centre of the object's box, ± σ when sampling: the upper bound of "
+             'where to look; it needs boxes, so it trains and evaluates but does not predict).',
              cf.one_of(ram.POLICIES)),
     cf.Field('location_hidden_units', 0, "0: RAM's linear location network; > 0: the width of "
              'its ReLU hidden layer.', cf.integer(0)),
@@ -76,6 +85,7 @@ FIELDS = {'ram': (
     cf.Field('padding', 'mean', "Pixels off the image: 'mean' (zero in normalised units, the "
              "data mean) or 'black' (each image's darkest value).", cf.one_of(ram.PADDINGS),
              added='mean'),
+    UNIFORM_WARMUP,
     *HYBRID_LOSS_FIELDS,
     cf.Field('train_trajectories', 1, 'M, trajectories per training image. With M = 1 REINFORCE '
              "subtracts the learned baseline; with M >= 2 each trajectory's baseline is the mean "
@@ -88,9 +98,10 @@ FIELDS = {'ram': (
 
 
 def module_fields(fields) -> tuple[str, ...]:
-  """The names of `fields` that are attributes of the module: all but HYBRID_LOSS_FIELDS."""
-  loss_fields = {field.name for field in HYBRID_LOSS_FIELDS}
-  return tuple(field.name for field in fields if field.name not in loss_fields)
+  """The names of `fields` that are attributes of the module: all but HYBRID_LOSS_FIELDS and
+  UNIFORM_WARMUP."""
+  loop_fields = {field.name for field in (*HYBRID_LOSS_FIELDS, UNIFORM_WARMUP)}
+  return tuple(field.name for field in fields if field.name not in loop_fields)
 
 
 class HybridLoss(objectives.Objective):
@@ -226,6 +237,16 @@ class RecurrentGlimpseModels(families.Family):
     return metrics.Collection.create(
         **SAMPLED_CLASSIFICATION_METRICS,
         **{name: metrics.Average.from_output(name) for name in averaged})
+
+  def model_inputs(self, batch, train_progress=None):
+    inputs = {}
+    if self.model_config.policy == 'oracle':
+      height, width = batch['image'].shape[1:3]
+      inputs['object_locations'] = glimpse.pixels_to_location(object_centres(batch['box']),
+                                                              height, width)
+    if train_progress is not None and self.model_config.uniform_warmup:
+      inputs['uniform_glimpses'] = train_progress < self.model_config.uniform_warmup
+    return inputs
 
   def eval_outputs(self, predict, images, batch, rng):
     samples = self.model_config.eval_samples

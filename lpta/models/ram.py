@@ -19,7 +19,9 @@ itself, so that REINFORCE also trains the core and the glimpse network, as in th
 The classifier reads the last state h_{T−1}. The first location l_0 is the image centre
 ('centre') or uniform in [-1, 1]² ('random'). With policy 'random' every location is uniform
 (the "random glimpses" baseline of RAM's Table 2), with policy 'centre' every location is the
-centre (± σ when sampling): neither has a decision to score.
+centre (± σ when sampling), with policy 'oracle' every location is the centre of the image's
+object, given as `object_locations` (± σ when sampling: the upper bound of where to look): none
+of the three has a decision to score.
 
 Log-probabilities are those of the Gaussian sample, before clipping: clipping belongs to the
 environment (a location off the image is looked at from the border), not to the policy.
@@ -35,12 +37,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lpta.errors import ConfigError
 from lpta.models import at_least_float32
 from lpta.models import glimpse
 
 CORES = ('rnn', 'lstm')
 INITIAL_LOCATIONS = ('learned', 'centre', 'random')
-POLICIES = ('learned', 'random', 'centre')
+POLICIES = ('learned', 'random', 'centre', 'oracle')
 LOCATION_INITS = ('default', 'zero')
 POLICY_GRADIENTS = ('policy', 'core')
 PADDINGS = ('mean', 'black')
@@ -152,7 +155,12 @@ class RecurrentAttentionModel(nn.Module):
   each choice, b = sigmoid(logit), learned only with train_trajectories = 1. C = T when the
   policy also chooses the first location (initial_location 'learned': l_1 from h_0 = 0, a learned
   starting point explored with the same σ), T − 1 when l_1 is at the centre or uniformly random,
-  and 0 for policies 'random' and 'centre' (which have no parameters for them).
+  and 0 for policies 'random', 'centre' and 'oracle' (which have no parameters for them).
+  object_locations [B, 2]: the centres of the images' objects in [-1, 1]², read by policy
+  'oracle' alone (lpta.families.glimpse gives them from the batch's boxes). uniform_glimpses (a
+  boolean scalar, the warm-up of lpta.families.glimpse's uniform_warmup): the policy's locations
+  are replaced by uniform ones and their log-probabilities by 0, so REINFORCE has nothing to
+  reinforce.
 
   Locations are sampled in training and, with `sample_locations=True`, in inference; otherwise
   the policy's means are used (deterministic evaluation). Draws from the 'location' stream.
@@ -178,11 +186,14 @@ class RecurrentAttentionModel(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, images, *, train: bool, sample_locations: bool | None = None):
+  def __call__(self, images, *, train: bool, sample_locations: bool | None = None,
+               object_locations: jax.Array | None = None,
+               uniform_glimpses: jax.Array | bool = False):
     sample = train if sample_locations is None else sample_locations
     trajectories = self.train_trajectories if train else 1
     # Row b·M + m is trajectory m of image b.
     images = jnp.repeat(images, trajectories, axis=0)
+    targets = self._fixed_target(images.shape[0], trajectories, object_locations)
     batch_size = images.shape[0]
     glimpse_network = GlimpseNetwork(
         self.patch_size, self.num_scales, self.scale_factor, self.glimpse_units,
@@ -199,12 +210,14 @@ class RecurrentAttentionModel(nn.Module):
     locations, means, log_probs, baseline_logits = [], [], [], []
     for step in range(self.num_glimpses):
       if self.policy != 'learned' or not (step or self.initial_location == 'learned'):
-        location = self._unchosen_location(batch_size, sample)
+        location = self._unchosen_location(targets, sample)
       else:
         policy_state = state if self.policy_gradient == 'core' else jax.lax.stop_gradient(state)
         means.append(jnp.tanh(policy(policy_state)))
-        location, log_prob = sample_location(means[-1], self.location_std,
-                                             self.make_rng('location') if sample else None)
+        key = self.make_rng('location') if sample else None
+        location, log_prob = sample_location(means[-1], self.location_std, key)
+        if uniform_glimpses is not False:
+          location, log_prob = _uniform_when(uniform_glimpses, location, log_prob, key)
         log_probs.append(log_prob)
         if self.train_trajectories == 1:
           baseline_logits.append(baseline(jax.lax.stop_gradient(state))[:, 0])
@@ -228,18 +241,40 @@ class RecurrentAttentionModel(nn.Module):
       return logits[:, 0], aux
     return jax.nn.logsumexp(jax.nn.log_softmax(logits), axis=1) - math.log(trajectories), aux
 
-  def _unchosen_location(self, batch_size, sample: bool):
+  def _fixed_target(self, batch_size: int, trajectories: int, object_locations):
+    """[B·M, 2]: where the unchosen glimpses aim: the objects' centres for policy 'oracle', else
+    the image centre (also for the oracle while initialising: it has no parameters to shape)."""
+    if self.policy != 'oracle' or (object_locations is None and self.is_initializing()):
+      return jnp.zeros((batch_size, 2), jnp.float32)
+    if object_locations is None:
+      raise ConfigError("config.model.policy='oracle' looks at each image's object box, which "
+                        'only training and evaluation on data with boxes give; it is a '
+                        "study's control, not a model to run on images alone.")
+    return jnp.repeat(object_locations.astype(jnp.float32), trajectories, axis=0)
+
+  def _unchosen_location(self, target, sample: bool):
     """[B, 2]: a location the policy does not choose: uniform for policy 'random' or
-    initial_location 'random'; for policy 'centre' the centre, ± σ when sampling; else the
-    centre."""
+    initial_location 'random'; for policies 'centre' and 'oracle' the target (the centre or the
+    object's), ± σ when sampling; else the centre."""
     if self.policy == 'random' or (self.policy == 'learned'
                                    and self.initial_location == 'random'):
-      return jax.random.uniform(self.make_rng('location'), (batch_size, 2), jnp.float32, -1, 1)
-    centre = jnp.zeros((batch_size, 2), jnp.float32)
-    if self.policy == 'centre':
-      return sample_location(centre, self.location_std,
+      return jax.random.uniform(self.make_rng('location'), target.shape, jnp.float32, -1, 1)
+    if self.policy in ('centre', 'oracle'):
+      return sample_location(target, self.location_std,
                              self.make_rng('location') if sample else None)[0]
-    return centre
+    return target
+
+
+def _uniform_when(uniform_glimpses: jax.Array, location: jax.Array, log_prob: jax.Array,
+                  key: jax.Array | None):
+  """(location [B, 2], log π [B]): a uniform location in [-1, 1]² (drawn from fold_in(key, 1),
+  so that the policy's own draws stay those without a warm-up) and 0 where `uniform_glimpses`,
+  else the policy's."""
+  if key is None:
+    raise ValueError('uniform_glimpses is a warm-up of training: it needs sampled locations.')
+  uniform = jax.random.uniform(jax.random.fold_in(key, 1), location.shape, jnp.float32, -1, 1)
+  return (jnp.where(uniform_glimpses, uniform, location),
+          jnp.where(uniform_glimpses, 0., log_prob))
 
 
 def _stack_steps(values: Sequence[jax.Array], batch_size: int) -> jax.Array:
