@@ -10,6 +10,10 @@ A study file (configs/studies/) defines
     names an arm and may override config fields ('config.<field>'), the seed above all;
   METRICS (optional): the metrics of the table, e.g. ('test_accuracy',); default: every final
     test metric the runs report;
+  An override's string value may name the study's folders: '{workdir}' and '{seed}' become the
+    study's workdir and the run's seed, so that an arm starts from another arm's run of the same
+    seed, e.g. 'config.init_from.workdir': '{workdir}/trunk/seed_{seed}' (that arm must come
+    first in get_hyper's order, which is the order of training).
   COMPARISONS (optional): the claims to judge, (better arm, worse arm, metric, what the paper
     says), e.g. ('learned', 'random', 'test_accuracy', 'RAM, Table 2').
 A sweep tool launches the same runs on a cluster from get_hyper: each point is
@@ -92,9 +96,12 @@ class Run:
     return os.path.join(workdir, self.arm, f'seed_{self.seed}')
 
   def command(self, workdir: str) -> list[str]:
-    """main.py's command line for this run."""
+    """main.py's command line for this run ('{workdir}' and '{seed}' in string overrides
+    filled in)."""
+    fill = lambda value: (value.replace('{workdir}', workdir).replace('{seed}', str(self.seed))
+                          if isinstance(value, str) else value)
     return ['main.py', f'--config={self.config}', f'--workdir={self.folder(workdir)}',
-            *(f'--{key}={_flag_value(value)}' for key, value in self.overrides)]
+            *(f'--{key}={_flag_value(fill(value))}' for key, value in self.overrides)]
 
 
 @dataclasses.dataclass(frozen=True)

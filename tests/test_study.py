@@ -169,6 +169,29 @@ def test_a_run_takes_its_overrides_as_main_py_flags():
       "--config.model.channels=(8,)", '--config.seed=2', '--config.transfer.method=at']
 
 
+def test_an_override_names_the_same_seeds_run_of_another_arm():
+  run = study.Run('glimpse', 'configs/x.py', (
+      ('config.init_from.workdir', '{workdir}/trunk/seed_{seed}'),
+      ('config.seed', 1)))
+  assert run.command('runs/s')[2:] == ['--workdir=runs/s/glimpse/seed_1',
+                                       '--config.init_from.workdir=runs/s/trunk/seed_1',
+                                       '--config.seed=1']
+
+
+@pytest.mark.parametrize('task', ['translated', 'cluttered'])
+def test_the_fine_grained_studies_train_each_seeds_glimpse_model_on_its_own_trunk(task,
+                                                                                 monkeypatch):
+  monkeypatch.chdir(REPO_ROOT)
+  loaded = study.load_study(f'configs/studies/fine_grained_{task}.py')
+  assert loaded.arms == ('trunk', 'glimpse')
+  # Every trunk trains before the glimpse model that starts from it.
+  assert [(run.arm, run.seed) for run in loaded.runs] == [
+      ('trunk', 0), ('trunk', 1), ('trunk', 2), ('glimpse', 0), ('glimpse', 1), ('glimpse', 2)]
+  for run in loaded.runs[3:]:
+    assert f'--config.init_from.workdir=W/trunk/seed_{run.seed}' in run.command('W')
+    assert run.config == f'configs/canvas_fine_grained.py:{task},glimpse'
+
+
 @pytest.mark.parametrize('name', ['ram_translated', 'ram_cluttered'])
 def test_the_shipped_studies_load_with_three_seeds_per_arm(name, monkeypatch):
   monkeypatch.chdir(REPO_ROOT)
