@@ -14,6 +14,9 @@ A study file (configs/studies/) defines
     study's workdir and the run's seed, so that an arm starts from another arm's run of the same
     seed, e.g. 'config.init_from.workdir': '{workdir}/trunk/seed_{seed}' (that arm must come
     first in get_hyper's order, which is the order of training).
+  SHARES_RUNS_WITH (optional): the name of another study whose runs this one reads (its default
+    workdir is then that study's, runs/studies/<name>): one set of trainings, several tables,
+    e.g. the robustness of the networks of a classification study;
   COMPARISONS (optional): the claims to judge, (better arm, worse arm, metric, what the paper
     says), e.g. ('learned', 'random', 'test_accuracy', 'RAM, Table 2').
 A sweep tool launches the same runs on a cluster from get_hyper: each point is
@@ -24,10 +27,12 @@ with checkpoints, automatic resume and best-on-validation) in its own folder,
 <workdir>/<arm>/seed_<seed>. A run that finished (it wrote study_run.json) is skipped; one that
 was interrupted resumes; so a study longer than a sitting is finished by running the same command
 again. Each run's metrics are those of its final evaluation (test split; validation ranks nothing
-here). The study writes <workdir>/results.json, results.md (per arm and metric: mean ± sd over
-the seeds that finished, and their number; then the verdict of each comparison) and results.png
-(per arm, each metric with its spread; for glimpse models, the distance of each glimpse to the
-item). A progress line before each run says which one of how many trains, and the study's ETA.
+here), with the results of the evaluators that `config.evals` ran at its last step, named
+'<evaluator output>/<result>'. The study writes <workdir>/results.json, results.md (per arm and
+metric: mean ± sd over the seeds that finished, and their number; then the verdict of each
+comparison) and results.png (per arm, each metric with its spread; for glimpse models, the
+distance of each glimpse to the item); results_<study>.* in the folder of a study it shares runs
+with. A progress line before each run says which one of how many trains, and the study's ETA.
 
 The rule (`verdict`): arm A beats arm B on a metric when A's mean is ahead of B's by more than
 two standard errors of the difference, SE = sqrt(sd_A²/n_A + sd_B²/n_B), sample standard
@@ -37,6 +42,7 @@ undecided at this scale. Fewer than 3 seeds on either side: undecided (no claim 
 """
 
 import dataclasses
+import glob
 import importlib.util
 import itertools
 import json
@@ -119,6 +125,16 @@ class Study:
   runs: tuple[Run, ...]
   metrics: tuple[str, ...] | None
   comparisons: tuple[Comparison, ...]
+  runs_name: str  # the study whose folder holds the runs: its own name or SHARES_RUNS_WITH
+
+  @property
+  def default_workdir(self) -> str:
+    return os.path.join('runs', 'studies', self.runs_name)
+
+  @property
+  def results_stem(self) -> str:
+    """'results' (results.json, .md, .png), or 'results_<name>' in another study's folder."""
+    return 'results' if self.name == self.runs_name else f'results_{self.name}'
 
   @property
   def arms(self) -> tuple[str, ...]:
@@ -173,7 +189,8 @@ def load_study(path: str) -> Study:
         raise ConfigError(f'{path}: COMPARISONS names the arm {arm!r}, which no run has; arms: '
                           f'{", ".join(seeds)}.')
   name = os.path.splitext(os.path.basename(path))[0]
-  return Study(name, runs, tuple(metrics) if metrics else None, comparisons)
+  return Study(name, runs, tuple(metrics) if metrics else None, comparisons,
+               getattr(module, 'SHARES_RUNS_WITH', name))
 
 
 def _repeated(values):
@@ -273,14 +290,29 @@ def final_metrics(folder: str) -> dict[str, float]:
     return json.load(file)['metrics']
 
 
+def evaluator_metrics(folder: str, step: int) -> dict[str, float]:
+  """{'<evaluator output>/<result>': value} of the evaluators that config.evals ran at `step`
+  (their <folder>/eval/<output>/results.json), e.g. 'robustness/fgsm_accuracy_0.1'."""
+  found = {}
+  for path in sorted(glob.glob(os.path.join(folder, 'eval', '*', 'results.json'))):
+    with open(path) as file:
+      record = json.load(file)
+    if record.get('step') == step:
+      output = os.path.basename(os.path.dirname(path))
+      found.update({f'{output}/{key}': value for key, value in record['results'].items()})
+  return found
+
+
 def _write_run_result(folder: str, run: Run, seconds: float) -> None:
   """study_run.json: the run, its training time and the metrics of its final evaluation (the
-  last entry of the metrics.json that the train loop writes)."""
+  last entry of the metrics.json that the train loop writes), with those of the evaluators that
+  ran at the same step."""
   with open(os.path.join(folder, 'metrics.json')) as file:
     evaluations = json.load(file)
   step = max(evaluations, key=int)
+  metrics = {**evaluations[step], **evaluator_metrics(folder, int(step))}
   result = {'arm': run.arm, 'config': run.config, 'overrides': dict(run.overrides),
-            'step': int(step), 'seconds': round(seconds, 1), 'metrics': evaluations[step]}
+            'step': int(step), 'seconds': round(seconds, 1), 'metrics': metrics}
   with open(os.path.join(folder, RUN_RESULT), 'w') as file:
     json.dump(result, file, indent=1)
 
@@ -428,13 +460,15 @@ def figure(table: Mapping[str, Any], path: str) -> None:
 
 
 def write_results(study: Study, workdir: str) -> dict[str, Any]:
+  """Writes <workdir>/<study.results_stem>.json, .md and .png; returns the table."""
   table = results(study, workdir)
-  with open(os.path.join(workdir, 'results.json'), 'w') as file:
+  stem = os.path.join(workdir, study.results_stem)
+  with open(stem + '.json', 'w') as file:
     json.dump(table, file, indent=1)
-  with open(os.path.join(workdir, 'results.md'), 'w') as file:
+  with open(stem + '.md', 'w') as file:
     file.write(markdown(table))
   if any(entry['runs'] for entry in table['arms'].values()):
-    figure(table, os.path.join(workdir, 'results.png'))
+    figure(table, stem + '.png')
   return table
 
 
@@ -442,7 +476,8 @@ def main(argv: Sequence[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('config', None, 'The study file (configs/studies/*.py).')
   flags.DEFINE_string('workdir', None, 'Where its runs and results go. Default: '
-                      'runs/studies/<study file name>.')
+                      'runs/studies/<study file name> (or that of the study it shares runs '
+                      'with).')
   flags.DEFINE_bool('report_only', False, 'Write the results of the finished runs; train none.')
   usage_text = command_line.usage(
       'python -m lpta.study --config=STUDY [--workdir=DIR] [--report_only]',
@@ -460,7 +495,7 @@ def main(argv: Sequence[str]) -> None:
              '--config=configs/studies/ram_translated.py.')
   try:
     study = load_study(args.config)
-    workdir = args.workdir or os.path.join('runs', 'studies', study.name)
+    workdir = args.workdir or study.default_workdir
     os.makedirs(workdir, exist_ok=True)
     if not args.report_only:
       train_runs(study, workdir, log=lambda line: print(line, flush=True))
@@ -468,7 +503,7 @@ def main(argv: Sequence[str]) -> None:
   except ConfigError as error:
     sys.exit(f'error: {error}')
   print(markdown(table), end='')
-  print(f'Written to {workdir}/results.json, results.md and results.png.')
+  print(f'Written to {os.path.join(workdir, study.results_stem)}.json, .md and .png.')
 
 
 if __name__ == '__main__':

@@ -203,3 +203,40 @@ def test_the_shipped_studies_load_with_three_seeds_per_arm(name, monkeypatch):
   assert {run.config for run in loaded.runs} == {f'configs/{task}_fashion_mnist_ram.py',
                                                  f'configs/canvas_baseline.py:{task},cnn'}
   assert [c.worse for c in loaded.comparisons] == ['reinforce_0', 'centre', 'random', 'cnn']
+
+
+def test_a_runs_result_holds_the_evaluators_of_its_last_step(tmp_path):
+  folder = tmp_path / 'arm' / 'seed_0'
+  (folder / 'eval' / 'robustness').mkdir(parents=True)
+  (folder / 'eval' / 'probe_digits').mkdir()
+  (folder / 'metrics.json').write_text(json.dumps({'4': {'test_accuracy': 0.5},
+                                                   '8': {'test_accuracy': 0.75}}))
+  (folder / 'eval' / 'robustness' / 'results.json').write_text(json.dumps(
+      {'step': 8, 'results': {'fgsm_accuracy_0.1': 0.25}}))
+  # An evaluation of an earlier step (e.g. python -m lpta.evaluate --step=4) is not the run's.
+  (folder / 'eval' / 'probe_digits' / 'results.json').write_text(json.dumps(
+      {'step': 4, 'results': {'accuracy': 0.9}}))
+  run = study.Run('arm', 'configs/x.py', (('config.seed', 0),))
+  study._write_run_result(str(folder), run, seconds=12.34)  # pylint: disable=protected-access
+  assert study.final_metrics(str(folder)) == {'test_accuracy': 0.75,
+                                               'robustness/fgsm_accuracy_0.1': 0.25}
+  assert json.loads((folder / study.RUN_RESULT).read_text())['seconds'] == 12.3
+
+
+def test_a_study_that_shares_runs_reads_the_other_studys_folder_and_writes_its_own_table(
+    tmp_path):
+  path = _study_file(tmp_path, extra="SHARES_RUNS_WITH = 'tiny_classification'")
+  shared = study.load_study(str(path))
+  assert shared.default_workdir == os.path.join('runs', 'studies', 'tiny_classification')
+  assert shared.results_stem == 'results_tiny_study'
+  own = study.load_study(str(_study_file(tmp_path)))
+  assert (own.default_workdir, own.results_stem) == (os.path.join('runs', 'studies',
+                                                                  'tiny_study'), 'results')
+  for run, accuracy in zip(shared.runs, (0.5, 0.6, 0.7, 0.8)):
+    folder = pathlib.Path(run.folder(str(tmp_path / 'w')))
+    folder.mkdir(parents=True)
+    (folder / study.RUN_RESULT).write_text(json.dumps({'metrics': {'test_accuracy': accuracy}}))
+  study.write_results(shared, str(tmp_path / 'w'))
+  table = json.loads((tmp_path / 'w' / 'results_tiny_study.json').read_text())
+  assert table['arms']['slow']['metrics']['test_accuracy']['mean'] == pytest.approx(0.75)
+  assert not (tmp_path / 'w' / 'results.json').exists()
