@@ -8,8 +8,8 @@ A study file (configs/studies/) defines
   get_hyper(h): the runs, in the sweep form of big_vision and scenic configs: e.g.
     h.product([h.sweep('arm', list(ARMS)), h.sweep('config.seed', [0, 1, 2])]) — every point
     names an arm and may override config fields ('config.<field>'), the seed above all;
-  METRICS (optional): the metrics of the table, e.g. ('test_accuracy',); default: every final
-    test metric the runs report;
+  METRICS (optional): the metrics of the table, e.g. ('test_accuracy',), the compared ones among
+    them; default: every final test metric the runs report and the compared ones;
   An override's string value may name the study's folders: '{workdir}' and '{seed}' become the
     study's workdir and the run's seed, so that an arm starts from another arm's run of the same
     seed, e.g. 'config.init_from.workdir': '{workdir}/trunk/seed_{seed}' (that arm must come
@@ -17,8 +17,12 @@ A study file (configs/studies/) defines
   SHARES_RUNS_WITH (optional): the name of another study whose runs this one reads (its default
     workdir is then that study's, runs/studies/<name>): one set of trainings, several tables,
     e.g. the robustness of the networks of a classification study;
+  CHOOSE (optional): {name: (validation metric, candidate arms)}: an arm chosen after the runs,
+    the candidate with the highest mean of that metric over its seeds (never a test metric),
+    e.g. {'at': ('validation_accuracy', ('at_beta_10', 'at_beta_100'))}; comparisons may name it;
   COMPARISONS (optional): the claims to judge, (better arm, worse arm, metric, what the paper
-    says), e.g. ('learned', 'random', 'test_accuracy', 'RAM, Table 2').
+    says[, minimum difference[, the worse arm's metric if another]]), e.g. ('learned',
+    'random', 'test_accuracy', 'RAM, Table 2').
 A sweep tool launches the same runs on a cluster from get_hyper: each point is
 `python main.py --config=<arm's config> --config.<field>=<value> ...`.
 
@@ -112,11 +116,26 @@ class Run:
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
+  """The claim "arm `better` beats arm `worse` on `metric`" (on `worse_metric` for the worse
+  arm when given: e.g. one network's learned maps against another's Grad-CAM)."""
   better: str
   worse: str
   metric: str
   claim: str = ''
   min_difference: float = 0.
+  worse_metric: str | None = None
+
+  @property
+  def metrics_compared(self) -> str:
+    return self.metric if self.worse_metric is None else f'{self.metric} vs {self.worse_metric}'
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """An arm chosen after the runs: the candidate with the highest mean `metric` (a validation
+  metric) over its seeds, e.g. the β of attention transfer."""
+  metric: str
+  candidates: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +145,7 @@ class Study:
   metrics: tuple[str, ...] | None
   comparisons: tuple[Comparison, ...]
   runs_name: str  # the study whose folder holds the runs: its own name or SHARES_RUNS_WITH
+  choices: Mapping[str, Choice] = dataclasses.field(default_factory=dict)
 
   @property
   def default_workdir(self) -> str:
@@ -182,15 +202,38 @@ def load_study(path: str) -> Study:
   for run in {run.config: run for run in runs}.values():
     _check_overrides(path, run)
   metrics = getattr(module, 'METRICS', None)
+  choices = _choices(path, getattr(module, 'CHOOSE', {}), seeds)
   comparisons = tuple(Comparison(*entry) for entry in getattr(module, 'COMPARISONS', ()))
   for comparison in comparisons:
     for arm in (comparison.better, comparison.worse):
-      if arm not in seeds:
+      if arm not in seeds and arm not in choices:
         raise ConfigError(f'{path}: COMPARISONS names the arm {arm!r}, which no run has; arms: '
-                          f'{", ".join(seeds)}.')
+                          f'{", ".join([*seeds, *choices])}.')
+    for metric in (comparison.metric, comparison.worse_metric):
+      if metrics and metric is not None and metric not in metrics:
+        raise ConfigError(f'{path}: COMPARISONS judges {metric!r}, which METRICS does not '
+                          'list; add it there.')
   name = os.path.splitext(os.path.basename(path))[0]
   return Study(name, runs, tuple(metrics) if metrics else None, comparisons,
-               getattr(module, 'SHARES_RUNS_WITH', name))
+               getattr(module, 'SHARES_RUNS_WITH', name), choices)
+
+
+def _choices(path: str, choose: Mapping[str, Any], seeds: Mapping[str, Any]) -> dict[str, Choice]:
+  """CHOOSE checked: each choice picks among arms, by a validation metric."""
+  choices = {}
+  for name, entry in choose.items():
+    metric, candidates = entry
+    if name in seeds:
+      raise ConfigError(f'{path}: CHOOSE names {name!r}, which is already an arm.')
+    unknown = [arm for arm in candidates if arm not in seeds]
+    if unknown or not candidates:
+      raise ConfigError(f'{path}: CHOOSE {name!r} picks among {unknown or "no arms"}; arms: '
+                        f'{", ".join(seeds)}.')
+    if not metric.startswith('validation_'):
+      raise ConfigError(f'{path}: CHOOSE {name!r} picks by {metric!r}; choose on a validation '
+                        'metric (validation_...), never on test.')
+    choices[name] = Choice(metric, tuple(candidates))
+  return choices
 
 
 def _repeated(values):
@@ -376,22 +419,40 @@ def results(study: Study, workdir: str) -> dict[str, Any]:
                 and os.path.exists(os.path.join(run.folder(workdir), RUN_RESULT))]
     per_run = [{'seed': run.seed, 'metrics': final_metrics(run.folder(workdir))}
                for run in finished]
-    names = study.metrics or sorted({name for entry in per_run for name in entry['metrics']
-                                     if name.startswith('test_')})
+    names = study.metrics or sorted(
+        {name for entry in per_run for name in entry['metrics'] if name.startswith('test_')}
+        | {name for comparison in study.comparisons
+           for name in (comparison.metric, comparison.worse_metric) if name})
+    names = [*names, *sorted({choice.metric for choice in study.choices.values()
+                              if arm in choice.candidates} - set(names))]
     arms[arm] = {
         'seeds': [entry['seed'] for entry in per_run], 'runs': per_run,
         'metrics': {name: summarise([entry['metrics'][name] for entry in per_run])
                     for name in names if per_run and all(name in entry['metrics']
                                                          for entry in per_run)}}
+  for name, choice in study.choices.items():
+    arms[name] = chosen_arm(arms, choice)
   comparisons = []
   for comparison in study.comparisons:
     better = arms[comparison.better]['metrics'].get(comparison.metric)
-    worse = arms[comparison.worse]['metrics'].get(comparison.metric)
+    worse = arms[comparison.worse]['metrics'].get(comparison.worse_metric or comparison.metric)
     comparisons.append({
-        **dataclasses.asdict(comparison),
+        **dataclasses.asdict(comparison), 'metrics_compared': comparison.metrics_compared,
         'verdict': verdict(better, worse, comparison.min_difference) if better and worse
                    else 'undecided'})
   return {'study': study.name, 'arms': arms, 'comparisons': comparisons}
+
+
+def chosen_arm(arms: Mapping[str, Any], choice: Choice) -> dict[str, Any]:
+  """The entry of the candidate with the highest mean of the choice's metric among those
+  with MIN_SEEDS finished runs (the first on ties), with 'chosen' (its name) and 'chosen_by'
+  ({candidate: mean}); an empty entry while no candidate has them."""
+  means = {arm: arms[arm]['metrics'][choice.metric]['mean'] for arm in choice.candidates
+           if arms[arm]['metrics'].get(choice.metric, {}).get('n', 0) >= MIN_SEEDS}
+  if not means:
+    return {'seeds': [], 'runs': [], 'metrics': {}, 'chosen': None, 'chosen_by': {}}
+  best = max(means, key=means.get)
+  return {**arms[best], 'chosen': best, 'chosen_by': means}
 
 
 def markdown(table: Mapping[str, Any]) -> str:
@@ -403,12 +464,17 @@ def markdown(table: Mapping[str, Any]) -> str:
     cells = [f'{s["mean"]:.4f} ± {s["sd"]:.4f}' if (s := entry['metrics'].get(name)) else '—'
              for name in names]
     lines.append(f'| {arm} | {len(entry["seeds"])} | ' + ' | '.join(cells) + ' |')
+  for arm, entry in table['arms'].items():
+    if 'chosen' in entry:
+      by = ', '.join(f'{candidate} {mean:.4f}' for candidate, mean in entry['chosen_by'].items())
+      lines += ['', f'{arm} is {entry["chosen"] or "not chosen yet"} (the highest mean '
+                f'validation metric: {by or "no candidate has finished its seeds"}).']
   if table['comparisons']:
     lines += ['', 'Verdicts (A beats B when mean_A − mean_B > 2·sqrt(sd_A²/n_A + sd_B²/n_B), '
               f'n ≥ {MIN_SEEDS} seeds each):', '',
               '| claim | A | B | metric | verdict |', '|---|---|---|---|---|']
-    lines += [f'| {c["claim"]} | {c["better"]} | {c["worse"]} | {c["metric"]} | {c["verdict"]} |'
-              for c in table['comparisons']]
+    lines += [f'| {c["claim"]} | {c["better"]} | {c["worse"]} | {c["metrics_compared"]} | '
+              f'{c["verdict"]} |' for c in table['comparisons']]
   return '\n'.join(lines) + '\n'
 
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import common
+from lpta import evaluators
 from lpta import families
 from lpta import objectives
 from lpta import train
@@ -65,11 +66,14 @@ def test_config_validates_and_builds_its_network(name):
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
 def test_every_experiment_has_exactly_the_common_fields_outside_its_model(name):
-  config, base = _config(name).to_dict(), common.get_config().to_dict()
-  # The model, and the optimiser overrides of its parameter groups, are the family's.
+  experiment = _config(name)
+  config, base = experiment.to_dict(), common.get_config().to_dict()
+  # The model, and the optimiser overrides of its parameter groups, are the family's; the
+  # evaluators a run schedules are the evaluators' (checked by lpta.evaluators.scheduled).
   for tree in (config, base):
-    del tree['model'], tree['optimizer']['groups']
+    del tree['model'], tree['optimizer']['groups'], tree['evals']
   assert _field_names(config) == _field_names(base)
+  assert len(evaluators.scheduled(experiment.evals)) == len(experiment.evals)
 
 
 def _field_names(tree, prefix=''):
