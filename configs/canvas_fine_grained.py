@@ -1,11 +1,11 @@
 """The fine-grained glimpse model at CPU scale, on RAM's Fashion-MNIST canvases: its trunk's
 pretraining, then the glimpse model on that trunk.
 
-Commands (TASK is translated or cluttered, the canvases of translated_fashion_mnist_ram.py and
-cluttered_fashion_mnist_ram.py):
+Commands:
   python main.py --config=configs/canvas_fine_grained.py:TASK,trunk
   python main.py --config=configs/canvas_fine_grained.py:TASK,glimpse
-The first trains in runs/canvas_fine_grained_TASK_trunk, which the second starts from
+TASK is translated or cluttered (the canvases of translated_fashion_mnist_ram.py and
+cluttered_fashion_mnist_ram.py). The first trains in runs/canvas_fine_grained_TASK_trunk, which the second starts from
 (config.init_from.workdir; set it to use another trunk run).
 
 The model of Sermanet, Frome & Real (2014) as configs/stanford_dogs_glimpse.py builds it
