@@ -5,8 +5,8 @@ Commands:
   python main.py --config=configs/canvas_fine_grained.py:TASK,trunk
   python main.py --config=configs/canvas_fine_grained.py:TASK,glimpse
 TASK is translated or cluttered (the canvases of translated_fashion_mnist_ram.py and
-cluttered_fashion_mnist_ram.py). The first trains in runs/canvas_fine_grained_TASK_trunk, which the second starts from
-(config.init_from.workdir; set it to use another trunk run).
+cluttered_fashion_mnist_ram.py). The first trains in runs/canvas_fine_grained_TASK_trunk, which
+the second starts from (config.init_from.workdir; set it to use another trunk run).
 
 The model of Sermanet, Frome & Real (2014) as configs/stanford_dogs_glimpse.py builds it
 (lpta/families/fine_grained.py), scaled to 60×60 grey canvases and 2 CPU cores:

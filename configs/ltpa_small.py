@@ -32,6 +32,7 @@ from configs import translated_fashion_mnist_att3
 from lpta import families
 
 BASES = {'fashion_mnist': quickstart, 'translated': translated_fashion_mnist_att3}
+ATTACK_EPSILONS = (0., 0.01, 0.02, 0.05, 0.1)  # FGSM's and PGD's, in pixel units
 MODELS = {
     'vgg': {'name': 'vgg'},
     'att2': {'num_levels': 2},
@@ -47,8 +48,8 @@ def _evals(data: str, model: str, num_epochs: int) -> ml_collections.ConfigDict:
     maps = ('activation', 'gradcam') if model == 'vgg' else ('attention', 'activation', 'gradcam')
     return ml_collections.ConfigDict({'localisation': {**end, 'maps': maps}})
   return ml_collections.ConfigDict({
-      'fgsm': {**end, 'epsilons': (0., 0.01, 0.02, 0.05, 0.1)},
-      'pgd': {**end, 'epsilons': (0., 0.01, 0.02, 0.05, 0.1)},
+      'fgsm': {**end, 'epsilons': ATTACK_EPSILONS},
+      'pgd': {**end, 'epsilons': ATTACK_EPSILONS},
       'probe': {**end, 'dataset': 'digits'}})
 
 

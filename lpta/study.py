@@ -335,7 +335,7 @@ def final_metrics(folder: str) -> dict[str, float]:
 
 def evaluator_metrics(folder: str, step: int) -> dict[str, float]:
   """{'<evaluator output>/<result>': value} of the evaluators that config.evals ran at `step`
-  (their <folder>/eval/<output>/results.json), e.g. 'robustness/fgsm_accuracy_0.1'."""
+  (their <folder>/eval/<output>/results.json), e.g. 'fgsm/accuracy_eps_0.1'."""
   found = {}
   for path in sorted(glob.glob(os.path.join(folder, 'eval', '*', 'results.json'))):
     with open(path) as file:
@@ -419,12 +419,7 @@ def results(study: Study, workdir: str) -> dict[str, Any]:
                 and os.path.exists(os.path.join(run.folder(workdir), RUN_RESULT))]
     per_run = [{'seed': run.seed, 'metrics': final_metrics(run.folder(workdir))}
                for run in finished]
-    names = study.metrics or sorted(
-        {name for entry in per_run for name in entry['metrics'] if name.startswith('test_')}
-        | {name for comparison in study.comparisons
-           for name in (comparison.metric, comparison.worse_metric) if name})
-    names = [*names, *sorted({choice.metric for choice in study.choices.values()
-                              if arm in choice.candidates} - set(names))]
+    names = _table_metrics(study, arm, per_run)
     arms[arm] = {
         'seeds': [entry['seed'] for entry in per_run], 'runs': per_run,
         'metrics': {name: summarise([entry['metrics'][name] for entry in per_run])
@@ -441,6 +436,18 @@ def results(study: Study, workdir: str) -> dict[str, Any]:
         'verdict': verdict(better, worse, comparison.min_difference) if better and worse
                    else 'undecided'})
   return {'study': study.name, 'arms': arms, 'comparisons': comparisons}
+
+
+def _table_metrics(study: Study, arm: str, per_run: Sequence[Mapping[str, Any]]) -> list[str]:
+  """The metrics of `arm`'s row: METRICS, or every final test metric of its runs and the
+  compared ones; then the validation metric of any choice it is a candidate of."""
+  compared = {name for comparison in study.comparisons
+              for name in (comparison.metric, comparison.worse_metric) if name}
+  names = list(study.metrics or sorted(
+      {name for entry in per_run for name in entry['metrics'] if name.startswith('test_')}
+      | compared))
+  chosen_by = {choice.metric for choice in study.choices.values() if arm in choice.candidates}
+  return names + sorted(chosen_by - set(names))
 
 
 def chosen_arm(arms: Mapping[str, Any], choice: Choice) -> dict[str, Any]:

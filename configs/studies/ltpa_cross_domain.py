@@ -11,7 +11,7 @@ study's folder. Claim (Jetley et al. 2018, Table 3: descriptors of CIFAR network
 data sets): the attention networks' descriptors beat the VGG's.
 """
 
-from configs.studies.ltpa_classification import ARMS, SEEDS  # pylint: disable=unused-import
+from configs.studies.ltpa_classification import ARMS, get_hyper  # pylint: disable=unused-import
 
 SHARES_RUNS_WITH = 'ltpa_classification'
 METRICS = ('probe_digits/probe_accuracy', 'probe_digits/pixel_probe_accuracy',
@@ -23,6 +23,3 @@ COMPARISONS = (
      'transfer better'),
 )
 
-
-def get_hyper(h):
-  return h.product([h.sweep('arm', list(ARMS)), h.sweep('config.seed', SEEDS)])

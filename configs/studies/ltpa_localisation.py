@@ -12,17 +12,19 @@ activation, Grad-CAM; the VGG has the last two) and the centre baseline. Claim (
 maps beat activation maps and Grad-CAM of the VGG, and the centre baseline.
 """
 
+from lpta.evaluators import localisation
+
 SEEDS = (0, 1, 2)
 ARMS = {model: {'config': f'configs/ltpa_small.py:translated,{model}'}
         for model in ('vgg', 'att2', 'att3')}
-SCORES = ('pointing', 'energy', 'box_iou', 'box_accuracy', 'jaccard')
-METRICS = ('test_accuracy', *(f'localisation/{score}_{kind}' for score in SCORES
-                              for kind in ('attention', 'activation', 'gradcam', 'centre')))
+KINDS = ('attention', 'activation', 'gradcam', localisation.CENTRE)
+METRICS = ('test_accuracy', *(f'localisation/{score}_{kind}' for score in localisation.METRICS
+                              for kind in KINDS))
 COMPARISONS = tuple(
     (arm, other, f'localisation/{score}_attention', f'LTPA Table 4: learned maps localise '
      f'better than the {kind}', 0., f'localisation/{score}_{kind}')
     for arm in ('att3', 'att2') for score in ('pointing', 'jaccard')
-    for other, kind in (('vgg', 'activation'), ('vgg', 'gradcam'), (arm, 'centre')))
+    for other, kind in (('vgg', 'activation'), ('vgg', 'gradcam'), (arm, localisation.CENTRE)))
 
 
 def get_hyper(h):

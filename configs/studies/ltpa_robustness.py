@@ -11,16 +11,17 @@ study's folder. Claim (Jetley et al. 2018, Fig. 6, on CIFAR): the attention netw
 higher accuracy under attack.
 """
 
+from configs.ltpa_small import ATTACK_EPSILONS
 from configs.studies.ltpa_classification import ARMS, SEEDS  # pylint: disable=unused-import
 
 SHARES_RUNS_WITH = 'ltpa_classification'
-EPSILONS = ('0.01', '0.02', '0.05', '0.1')
-METRICS = ('test_accuracy', *(f'{attack}/accuracy_eps_{epsilon}' for attack in ('fgsm', 'pgd')
-                              for epsilon in ('0', *EPSILONS)))
+# The evaluators' result names: accuracy_eps_<ε:g>.
+METRICS = ('test_accuracy', *(f'{attack}/accuracy_eps_{epsilon:g}' for attack in ('fgsm', 'pgd')
+                              for epsilon in ATTACK_EPSILONS))
 COMPARISONS = tuple(
-    ('att3', 'vgg', f'{attack}/accuracy_eps_{epsilon}',
+    ('att3', 'vgg', f'{attack}/accuracy_eps_{epsilon:g}',
      f'LTPA Fig. 6: att3 degrades less under {attack.upper()}')
-    for attack in ('fgsm', 'pgd') for epsilon in EPSILONS)
+    for attack in ('fgsm', 'pgd') for epsilon in ATTACK_EPSILONS if epsilon > 0)
 
 
 def get_hyper(h):
