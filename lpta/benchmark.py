@@ -15,6 +15,15 @@ alternation: `--rounds` rounds of `--steps` steps of each, the side that goes fi
 so that a busy neighbour on a shared machine slows both. It prints both medians and
 lpta ÷ PyTorch, the ratio of images/s (above 1: lpta is faster). PyTorch is needed only for this
 (pip install torch); it runs on its default threads, lpta on its default devices.
+
+--estimate=h100 runs nothing: it lowers the same train step and reads from it its FLOP count
+(XLA's cost analysis: forward, backward and update of one global batch) and its number of
+convolutions and matrix products (forward and backward). A step is estimated to take
+FLOP / (utilisation · the chip's dense peak) + products · seconds per product, the second term
+for what small layers lose to launches and memory traffic; ESTIMATES gives the fast and the slow
+assumption, so the result is a range of images/s and, with --epoch_examples, of seconds per
+epoch. It is an estimate for a chip this machine does not have, never a measurement; the paper
+configs quote it where no GPU was lent.
 """
 
 import sys
@@ -48,7 +57,20 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'Timed training steps (per side and r
 _AGAINST = flags.DEFINE_enum('against', None, ['pytorch'],
                              'Also time the PyTorch twin of the network, in alternation.')
 _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Alternating rounds with --against.', lower_bound=1)
+_ESTIMATE = flags.DEFINE_enum('estimate', None, ['h100', 'a100'],
+                              'Estimate the speed on this chip from the FLOP count; runs nothing.')
+_EPOCH_EXAMPLES = flags.DEFINE_integer('epoch_examples', None, 'Training images per epoch, for '
+                                       "--estimate's seconds per epoch.", lower_bound=1)
 _WARMUP_STEPS = 2
+# Dense peak FLOP/s of one chip by the step's dtype (NVIDIA data sheets, SXM, no sparsity; XLA runs
+# float32 convolutions and matrix products on the tensor cores as TF32).
+PEAK_FLOPS = {'h100': {'float32': 494.7e12, 'bfloat16': 989.4e12},
+              'a100': {'float32': 156e12, 'bfloat16': 312e12}}
+# (share of peak reached, seconds per convolution or matrix product) for the fast and the slow
+# estimate. Peak shares: MLPerf's ResNet-50 reaches about 17% of an H100's bfloat16 peak,
+# airbench's small CIFAR net about 37% of an A100's; a small GPU kernel with its fused
+# normalisation and activation takes some 10–100 µs.
+ESTIMATES = ((0.3, 20e-6), (0.1, 50e-6))
 # Synthetic inputs: uniform uint8 images, normalised with these statistics on both sides.
 _MEAN, _STD = .5, .25
 USAGE = command_line.usage(
@@ -58,8 +80,10 @@ USAGE = command_line.usage(
     'JSON. --against=pytorch also times the same network written in PyTorch, in alternation, '
     'and prints the ratio of images/s.',
     ['python -m lpta.benchmark --config=configs/cifar100_att3.py --steps=20',
-     'python -m lpta.benchmark --config=configs/quickstart.py --against=pytorch --rounds=5'],
-    ['config', 'steps', 'against', 'rounds'])
+     'python -m lpta.benchmark --config=configs/quickstart.py --against=pytorch --rounds=5',
+     'python -m lpta.benchmark --config=configs/cifar100_att3.py --estimate=h100 '
+     '--epoch_examples=50000'],
+    ['config', 'steps', 'against', 'rounds', 'estimate', 'epoch_examples'])
 
 
 def peak_memory_bytes() -> tuple[int, str]:
@@ -114,6 +138,18 @@ class LptaStep:
   def compilations(self) -> int:
     return self.trainer.train_step._cache_size()  # pylint: disable=protected-access
 
+  def flops(self) -> float:
+    """XLA's FLOP count of one step on the global batch, from the lowered step (nothing runs)."""
+    lowered = self.trainer.train_step.lower(self.state, self.metrics, self.batch,
+                                            self.normalisation, self.rng, None)
+    return float(lowered.cost_analysis()['flops'])
+
+  def products(self) -> int:
+    """Convolutions and matrix products (forward and backward) of one step, nothing run."""
+    text = self.trainer.train_step.lower(self.state, self.metrics, self.batch,
+                                         self.normalisation, self.rng, None).as_text()
+    return text.count('stablehlo.convolution') + text.count('stablehlo.dot_general')
+
 
 def timed_steps(step, num_steps: int) -> list[float]:
   """Seconds of each of `num_steps` calls of `step`."""
@@ -160,6 +196,28 @@ def benchmark(config, num_steps: int) -> dict:
           'compile_and_first_step_s': round(compile_seconds, 2),
           **speed(step_seconds, config.batch_size), **memory(),
           'compilations_of_train_step': step.compilations()}
+
+
+def estimate(config, chip: str, epoch_examples: int | None) -> dict:
+  """The speed of `config`'s train step on `chip` estimated from its FLOP and product counts (see
+  the module docstring), fast and slow: step seconds = FLOP / (u · peak) + products · t."""
+  step = LptaStep(config)
+  flops, products = step.flops(), step.products()
+  info = description(config, step.image_shape)
+  del info['device']  # this machine's, not the chip's
+  peak = PEAK_FLOPS[chip][info['dtype']]
+  step_seconds = [flops / (share * peak) + products * seconds for share, seconds in ESTIMATES]
+  result = {**info, 'parameters': step.num_parameters,
+            'train_gflop_per_image': round(flops / config.batch_size / 1e9, 4),
+            'products_per_step': products, 'chip': chip, 'peak_tflop_per_s': peak / 1e12,
+            'assumed': [{'share_of_peak': share, 'seconds_per_product': seconds}
+                        for share, seconds in ESTIMATES],
+            'estimated_images_per_s': [round(config.batch_size / s) for s in step_seconds]}
+  if epoch_examples:
+    result['epoch_examples'] = epoch_examples
+    result['estimated_epoch_s'] = [float(f'{epoch_examples / config.batch_size * s:.3g}')
+                                   for s in step_seconds]
+  return result
 
 
 def check_pytorch_comparison(config) -> None:
@@ -227,7 +285,13 @@ def main(argv):
   command_line.refuse_arguments(argv, 'python -m lpta.benchmark')
   command_line.quiet_library_info()
   try:
-    if _AGAINST.value:
+    if _EPOCH_EXAMPLES.value and not _ESTIMATE.value:
+      raise ConfigError('--epoch_examples is read by --estimate only; add --estimate=h100.')
+    if _ESTIMATE.value and _AGAINST.value:
+      raise ConfigError('--estimate runs nothing and --against times two steps; give one.')
+    if _ESTIMATE.value:
+      result = estimate(_CONFIG.value, _ESTIMATE.value, _EPOCH_EXAMPLES.value)
+    elif _AGAINST.value:
       result = benchmark_against_pytorch(_CONFIG.value, _STEPS.value, _ROUNDS.value)
     else:
       result = benchmark(_CONFIG.value, _STEPS.value)

@@ -27,7 +27,8 @@ FLAGS = {
                 '--num_processes', '--process_id'],
     'lpta.predict': ['--workdir', '--step', '--maps', '--output_dir'],
     'lpta.evaluate': ['--workdir', '--eval', '--step'],
-    'lpta.benchmark': ['--config', '--steps', '--against', '--rounds'],
+    'lpta.benchmark': ['--config', '--steps', '--against', '--rounds', '--estimate',
+                       '--epoch_examples'],
     'lpta.import_weights': ['--format', '--checkpoint', '--workdir', '--placement',
                             '--normalisation'],
 }
