@@ -339,3 +339,51 @@ def test_the_attention_transfer_study_chooses_beta_on_validation_from_each_seeds
     uses_teacher = run.arm not in ('teacher', 'none')
     assert (f'--config.teacher.workdir=W/teacher/seed_{run.seed}' in command) == uses_teacher
   assert {(c.better, c.worse) for c in loaded.comparisons} >= {('at', 'none'), ('at_kd', 'kd')}
+
+
+# sd 0.01 in every arm (values mean − 0.01, mean, mean + 0.01 over seeds 0, 1, 2), so "better >
+# worse" holds when the means differ by more than 2 · sqrt(2 · 0.01² / 3) = 0.0163, by hand.
+_SPREAD = {0: -0.01, 1: 0., 2: 0.01}
+_MARGIN = 0.0163
+
+
+@pytest.mark.parametrize('name', ['ltpa_classification', 'ltpa_localisation', 'ltpa_robustness',
+                                  'ltpa_cross_domain', 'attention_transfer',
+                                  'paper_ltpa_cifar100', 'paper_at_cifar10'])
+def test_each_cnn_study_gives_the_verdicts_of_the_rule_for_means_set_by_hand(name, tmp_path,
+                                                                             monkeypatch):
+  monkeypatch.chdir(REPO_ROOT)
+  loaded = study.load_study(f'configs/studies/{name}.py')
+  # The last candidate of a choice leads on validation, so the choice's comparisons read it.
+  chosen = {arm: choice.candidates[-1] for arm, choice in loaded.choices.items()}
+  means = {(arm, 'validation_accuracy'): 0.6 + 0.01 * rank
+           for choice in loaded.choices.values() for rank, arm in enumerate(choice.candidates)}
+  # Means on a grid of 0.01, set where one is still free so that the comparisons in turn are
+  # undecided (ahead by 0.01), hold (ahead by 0.03) and do not hold (behind by 0.03).
+  pairs = [((chosen.get(c.better, c.better), c.metric),
+            (chosen.get(c.worse, c.worse), c.worse_metric or c.metric)) for c in loaded.comparisons]
+  offsets = iter((0.01, 0.03, -0.03) * len(pairs))
+  for better, worse in pairs:
+    if better not in means and worse not in means:
+      means[worse] = 0.5
+    if better not in means:
+      means[better] = means[worse] + next(offsets)
+    elif worse not in means:
+      means[worse] = means[better] - next(offsets)
+  for run in loaded.runs:
+    folder = pathlib.Path(run.folder(str(tmp_path)))
+    folder.mkdir(parents=True)
+    metrics = {metric: mean + _SPREAD[run.seed] for (arm, metric), mean in means.items()
+               if arm == run.arm}
+    (folder / study.RUN_RESULT).write_text(json.dumps({'metrics': metrics}))
+  table = study.results(loaded, str(tmp_path))
+  verdicts = []
+  for (better, worse), row in zip(pairs, table['comparisons'], strict=True):
+    difference = means[better] - means[worse]
+    expected = ('holds' if difference > _MARGIN else
+                'does not hold' if difference < -_MARGIN else 'undecided')
+    assert row['verdict'] == expected, (row, difference)
+    verdicts.append(expected)
+  assert len(set(verdicts)) >= min(2, len(verdicts))  # the means decide, not a constant
+  for arm, candidate in chosen.items():
+    assert table['arms'][arm]['chosen'] == candidate
