@@ -1,4 +1,5 @@
-"""Where a trained model looks, for any model: its learned maps, activation maps and Grad-CAM.
+"""Where a trained model looks, for any model: its learned maps, CAM-style maps and pixel
+attributions, all as maps of the same form.
 
   compute = lpta.maps.map_function(run, 'gradcam')
   maps = compute(run.arrays, pixels, labels, rng)          # pixels [B, H, W, C] in [0, 1]
@@ -12,6 +13,20 @@ Kinds (`KINDS`), so that learned and post-hoc maps are scored the same way:
     ∂y_c/∂A_kij, y_c the logit of class c (the predicted class, or the label). For a head that is
     global average pooling then one linear layer this is CAM (Zhou et al. 2016) up to a positive
     factor, so CAM is not a kind of its own.
+  'gradcam_plus_plus': Grad-CAM++ (Chattopadhay et al. 2018, Eq. 19 and 10), ReLU(Σ_k w_k A_k)
+    with w_k = Σ_ij α_kij ReLU(g_kij), α_kij = g_kij² / (2 g_kij² + Σ_ab A_kab g_kij³) (0 where
+    g_kij = 0), g = ∂y_c/∂A.
+  'score_cam': Score-CAM (Wang et al. 2020, Alg. 1 and Eq. 8), ReLU(Σ_k s_k A_k), s_k the softmax
+    probability of class c for the image multiplied by H_k, channel k of A upsampled to the
+    image and min-max scaled to [0, 1] (masked pixels go black; pytorch-grad-cam in addition
+    takes a softmax of s over channels, which the paper does not). The C masked forward passes
+    run `settings.chunk` at a time.
+  'gradient', 'gradient_x_input', 'integrated_gradients', 'smoothgrad', 'occlusion': the pixel
+    attributions a [B, H, W, C] of lpta.attributions as maps Σ_c |a_c|; their settings
+    (integration steps and baseline, noise and samples, window and stride) in `settings`.
+Every kind but 'attention' and 'activation' explains the logit y_c of one class per image:
+`target` 'predicted' (the class the network predicts for the image) or 'label' (the class given
+in `labels`: the true class, or any class per image).
 The feature layer is `family.feature_layer` (a module path such as 'backbone/conv13') or, when
 the family names none, the last module whose output is [B, h, w, C] with h, w > 1.
 
@@ -26,10 +41,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lpta import attributions
 from lpta import runs
 from lpta.errors import LptaError
 
-KINDS = ('attention', 'activation', 'gradcam')
+CAM_KINDS = ('gradcam', 'gradcam_plus_plus', 'score_cam')
+KINDS = ('attention', 'activation', *CAM_KINDS, *attributions.METHODS)
 TARGETS = ('predicted', 'label')
 
 # (arrays, pixels [B, H, W, C] in [0, 1], labels [B], rng) -> maps [B, H, W].
@@ -103,15 +120,43 @@ def _feature_shape(run: runs.Run, layer: str, batch_size: int) -> tuple[int, ...
   return features.shape
 
 
+def gradcam_weights(gradients: jax.Array, features: jax.Array) -> jax.Array:
+  """Grad-CAM's α_k = (1/hw) Σ_ij g_kij: [B, h, w, C] (both) -> [B, 1, 1, C]."""
+  del features
+  return jnp.mean(gradients, axis=(1, 2), keepdims=True)
+
+
+def gradcam_plus_plus_weights(gradients: jax.Array, features: jax.Array) -> jax.Array:
+  """Grad-CAM++'s w_k (module docstring): [B, h, w, C] (both) -> [B, 1, 1, C]."""
+  squared = jnp.square(gradients)
+  denominator = 2 * squared + jnp.sum(features, axis=(1, 2), keepdims=True) * squared * gradients
+  alpha = jnp.where(denominator != 0, squared / jnp.where(denominator != 0, denominator, 1.), 0.)
+  return jnp.sum(alpha * jax.nn.relu(gradients), axis=(1, 2), keepdims=True)
+
+
+def min_max_scaled(maps: jax.Array) -> jax.Array:
+  """[B, H, W, C] each channel of each image scaled to [0, 1] (a constant channel gives 0)."""
+  low = maps.min(axis=(1, 2), keepdims=True)
+  spread = maps.max(axis=(1, 2), keepdims=True) - low
+  return jnp.where(spread > 0, (maps - low) / jnp.where(spread > 0, spread, 1.), 0.)
+
+
+def target_classes(logits: jax.Array, labels: jax.Array, target: str) -> jax.Array:
+  """The class explained per image [B]: the prediction or the given label."""
+  return jnp.argmax(logits, -1) if target == 'predicted' else labels.astype(jnp.int32)
+
+
 def map_function(run: runs.Run, kind: str, *, level: int | None = None,
-                 target: str = 'predicted') -> MapFunction:
+                 target: str = 'predicted',
+                 settings: attributions.Settings = attributions.Settings()) -> MapFunction:
   """A jitted function (arrays, pixels, labels, rng) -> maps [B, H, W] of `kind` (KINDS).
 
   Args:
     run: a loaded run (lpta.load_run).
-    kind: 'attention', 'activation' or 'gradcam'.
+    kind: one of KINDS (module docstring).
     level: for 'attention', the level (1 for L1, ...) or None for the mean over levels.
-    target: for 'gradcam', the class whose logit is explained: 'predicted' or 'label'.
+    target: the class whose logit is explained: 'predicted' or 'label'.
+    settings: of Score-CAM's chunks and the pixel attributions (lpta.attributions.Settings).
   Raises:
     LptaError: the run has no maps of that kind (e.g. no learned attention).
   """
@@ -122,6 +167,8 @@ def map_function(run: runs.Run, kind: str, *, level: int | None = None,
   height, width = run.image_shape[:2]
   if kind == 'attention':
     return jax.jit(_attention_function(run, level, height, width))
+  if kind in attributions.METHODS:
+    return jax.jit(_attribution_map_function(run, kind, target, settings))
   layer = feature_layer(run)
 
   def activation(arrays, pixels, labels, rng):
@@ -130,21 +177,55 @@ def map_function(run: runs.Run, kind: str, *, level: int | None = None,
     maps = jnp.mean(jnp.square(features.astype(jnp.float32)), axis=-1)
     return scale_to_unit_maximum(to_image_size(maps, height, width))
 
-  def gradcam(arrays, pixels, labels, rng):
-    shape = _feature_shape(run, layer, pixels.shape[0])
+  def weighted_features(weights_of):
+    def cam(arrays, pixels, labels, rng):
+      shape = _feature_shape(run, layer, pixels.shape[0])
 
-    def explained_logits(offset):
-      logits, _, features = _apply_with_offset(run, layer, arrays, pixels, offset, rng)
-      classes = jnp.argmax(logits, -1) if target == 'predicted' else labels
-      chosen = jnp.take_along_axis(logits, classes[:, None], axis=-1)
-      return chosen.sum(), features  # examples are independent in inference mode
+      def explained_logits(offset):
+        logits, _, features = _apply_with_offset(run, layer, arrays, pixels, offset, rng)
+        chosen = jnp.take_along_axis(logits, target_classes(logits, labels, target)[:, None],
+                                     axis=-1)
+        return chosen.sum(), features  # examples are independent in inference mode
 
-    gradients, features = jax.grad(explained_logits, has_aux=True)(jnp.zeros(shape, jnp.float32))
-    weights = jnp.mean(gradients, axis=(1, 2), keepdims=True)  # α_k [B, 1, 1, C]
-    maps = jax.nn.relu(jnp.sum(weights * features.astype(jnp.float32), axis=-1))
+      gradients, features = jax.grad(explained_logits, has_aux=True)(
+          jnp.zeros(shape, jnp.float32))
+      features = features.astype(jnp.float32)
+      maps = jax.nn.relu(jnp.sum(weights_of(gradients, features) * features, axis=-1))
+      return scale_to_unit_maximum(to_image_size(maps, height, width))
+    return cam
+
+  def score_cam(arrays, pixels, labels, rng):
+    logits, _, features = _apply_with_offset(run, layer, arrays, pixels, jnp.zeros(()), rng)
+    classes = target_classes(logits, labels, target)
+    features = features.astype(jnp.float32)
+    masks = min_max_scaled(jax.image.resize(
+        features, (*features.shape[:1], height, width, features.shape[-1]), 'bilinear'))
+
+    def score(mask):  # [B, H, W] -> p(c | image · mask) [B]
+      masked_logits, _ = run.apply(arrays, pixels * mask[..., None], rng)
+      return jnp.take_along_axis(jax.nn.softmax(masked_logits.astype(jnp.float32)),
+                                 classes[:, None], axis=-1)[:, 0]
+
+    scores = jax.lax.map(score, jnp.moveaxis(masks, -1, 0), batch_size=settings.chunk)  # [C, B]
+    maps = jax.nn.relu(jnp.einsum('kb,bhwk->bhw', scores, features))
     return scale_to_unit_maximum(to_image_size(maps, height, width))
 
-  return jax.jit(activation if kind == 'activation' else gradcam)
+  functions = {'activation': activation, 'gradcam': weighted_features(gradcam_weights),
+               'gradcam_plus_plus': weighted_features(gradcam_plus_plus_weights),
+               'score_cam': score_cam}
+  return jax.jit(functions[kind])
+
+
+def _attribution_map_function(run: runs.Run, method: str, target: str,
+                              settings: attributions.Settings):
+  attribute = attributions.attribution_function(run, method, settings)
+
+  def attribution_map(arrays, pixels, labels, rng):
+    logits, _ = run.apply(arrays, pixels, rng)
+    values = attribute(arrays, pixels, target_classes(logits, labels, target), rng)
+    return scale_to_unit_maximum(jnp.sum(jnp.abs(values.astype(jnp.float32)), axis=-1))
+
+  return attribution_map
 
 
 def _attention_function(run: runs.Run, level: int | None, height: int, width: int):

@@ -23,6 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from lpta import attributions
 from lpta import config_fields as cf
 from lpta import data
 from lpta import maps
@@ -108,6 +109,7 @@ class Evaluator:
     raise NotImplementedError
 
 
+_SETTINGS = attributions.Settings()
 _MAP_KINDS = cf.tuple_of(cf.one_of(maps.KINDS), 'map kinds')
 
 # The fields of the evaluators that score maps (lpta.maps).
@@ -119,15 +121,39 @@ MAP_FIELDS = (
              hint='(e.g. --eval.maps="(\'attention\', \'gradcam\')")'),
     cf.Field('attention_level', None, "The level of the 'attention' maps (1 for L1, ...); None: "
              'their mean.', cf.optional(cf.POSITIVE_INTEGER), kind=int),
-    cf.Field('target', 'predicted', "The class Grad-CAM explains: 'predicted' or 'label'.",
-             cf.one_of(maps.TARGETS, 'a class to explain')),
+    cf.Field('target', 'predicted', "The class the CAM-style maps and pixel attributions explain: "
+             "'predicted' or 'label'.", cf.one_of(maps.TARGETS, 'a class to explain')),
+    cf.Field('ig_steps', _SETTINGS.steps, "Gauss–Legendre nodes of 'integrated_gradients'.",
+             cf.POSITIVE_INTEGER, added=_SETTINGS.steps),
+    cf.Field('ig_baseline', _SETTINGS.baseline, "The value of the 'integrated_gradients' baseline "
+             "image and of 'occlusion' windows, in pixel units (0: black).", cf.number(0., 1.),
+             added=_SETTINGS.baseline),
+    cf.Field('smoothgrad_noise', _SETTINGS.noise, "The noise level σ of 'smoothgrad', in pixel "
+             'units.', cf.POSITIVE_NUMBER, added=_SETTINGS.noise),
+    cf.Field('smoothgrad_samples', _SETTINGS.samples, "Noisy copies averaged by 'smoothgrad'.",
+             cf.POSITIVE_INTEGER, added=_SETTINGS.samples),
+    cf.Field('occlusion_window', _SETTINGS.window, "The side of 'occlusion' windows, in pixels.",
+             cf.POSITIVE_INTEGER, added=_SETTINGS.window),
+    cf.Field('occlusion_stride', _SETTINGS.stride, "Pixels between 'occlusion' windows.",
+             cf.POSITIVE_INTEGER, added=_SETTINGS.stride),
+    cf.Field('map_chunk', _SETTINGS.chunk, 'Integration nodes, noise draws, windows or Score-CAM '
+             'channels evaluated at once: memory is this many passes of the batch.',
+             cf.POSITIVE_INTEGER, added=_SETTINGS.chunk),
 )
+
+
+def map_settings(config: ml_collections.ConfigDict) -> attributions.Settings:
+  """The lpta.attributions.Settings of the map fields of `config`."""
+  return attributions.Settings(
+      steps=config.ig_steps, baseline=config.ig_baseline, noise=config.smoothgrad_noise,
+      samples=config.smoothgrad_samples, window=config.occlusion_window,
+      stride=config.occlusion_stride, chunk=config.map_chunk)
 
 
 def map_function(run: runs.Run, kind: str, config: ml_collections.ConfigDict) -> maps.MapFunction:
   """lpta.maps.map_function of `kind` with the map fields of `config`."""
   return maps.map_function(run, kind, level=config.attention_level if kind == 'attention' else None,
-                           target=config.target)
+                           target=config.target, settings=map_settings(config))
 
 
 def register(evaluator_class: type[Evaluator]) -> type[Evaluator]:
