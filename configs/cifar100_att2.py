@@ -10,6 +10,10 @@ Published: the official script logged 23.17% top-1 error (the paper's cell is no
 Protocol: trains on the whole training split and reports the final test accuracy, as the
 paper did; no checkpoint is selected. --config.data.validation_split=5000 holds out the last
 5,000 training images to rank the best checkpoints instead.
+
+Expected on one H100, estimated from the FLOP and product counts of the train step (not measured:
+no GPU has been lent): 7.6–22 s per epoch of 50,000 images, 38 min to 1.9 h for the 300 epochs, by
+  python -m lpta.benchmark --config=configs/cifar100_att2.py --estimate=h100 --epoch_examples=50000
 """
 
 from configs import ltpa

@@ -12,6 +12,10 @@ Published: 22.97% top-1 error (paper; the official script logged 22.98%). 19,971
 Protocol: trains on the whole training split and reports the final test accuracy, as the
 paper did; no checkpoint is selected. --config.data.validation_split=5000 holds out the last
 5,000 training images to rank the best checkpoints instead.
+
+Expected on one H100, estimated from the FLOP and product counts of the train step (not measured:
+no GPU has been lent): 7.7–23 s per epoch of 50,000 images, 38 min to 1.9 h for the 300 epochs, by
+  python -m lpta.benchmark --config=configs/cifar100_att3.py --estimate=h100 --epoch_examples=50000
 """
 
 from configs import ltpa

@@ -18,6 +18,11 @@ epochs, flips only (the official loop flips and does not crop). Torch7's learnin
 
 Published: 26.87% top-1 test error (the official script's log; caoquanjie's TF port: 26.75%).
 Expected: not yet run in lpta (CUB is not available offline here).
+
+Expected on one H100, estimated from the FLOP and product counts of the train step (not measured:
+no GPU has been lent): 2.8–8.5 s per epoch of 5,400 images, 15 min to 45 min for the 320 epochs,
+by
+  python -m lpta.benchmark --config=configs/cub_att2.py --estimate=h100 --epoch_examples=5400
 """
 
 import ml_collections

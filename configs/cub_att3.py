@@ -14,6 +14,11 @@ loads unchanged (attention modules have no size-dependent parameters) but the 20
 
 Published: 26.79% top-1 test error (the official script's log).
 Expected: not yet run in lpta (CUB is not available offline here).
+
+Expected on one H100, estimated from the FLOP and product counts of the train step (not measured:
+no GPU has been lent): 2.9–8.5 s per epoch of 5,400 images, 15 min to 45 min for the 320 epochs,
+by
+  python -m lpta.benchmark --config=configs/cub_att3.py --estimate=h100 --epoch_examples=5400
 """
 
 from configs import cub_att2

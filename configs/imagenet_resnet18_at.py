@@ -12,6 +12,11 @@ ResNet-34 with BatchNorm folded into the convolutions, the teacher is an lpta ru
 
 Published: top-1 / top-5 validation error (%) 29.3 / 10.0 with AT, against 30.4 / 10.8 for
 ResNet-18 alone (the AT code's README; a later PyTorch rerun did not match them exactly).
+
+Expected on one H100, estimated from the FLOP and product counts of the student's step alone (not
+measured: no GPU has been lent; the teacher's forward pass adds about a third of its own train
+step): 92–272 s per epoch of 1,281,167 images, 2.5 h to 7.6 h for the 100 epochs, by
+  python -m lpta.benchmark --config=configs/imagenet_resnet18_at.py --estimate=h100 --epoch_examples=1281167 --config.transfer.method=none
 """
 
 from configs import attention_transfer

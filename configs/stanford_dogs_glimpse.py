@@ -16,6 +16,10 @@ random.
 
 Published: 76.2% (repository, k = 2, start_size = 2); 76.8% (paper, 3 glimpses, Inception).
 Expected: not yet run.
+
+Expected on one H100, estimated from the FLOP and product counts of the train step (not measured:
+no GPU has been lent): 1.5–4.3 s per epoch of 10,800 images, 2 min to 7 min for the 100 epochs, by
+  python -m lpta.benchmark --config=configs/stanford_dogs_glimpse.py --estimate=h100 --epoch_examples=10800
 """
 
 from configs import stanford_dogs_glimpse_trunk

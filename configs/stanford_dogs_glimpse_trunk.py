@@ -14,6 +14,10 @@ here the last 1,200 training images rank the checkpoints. Stanford Dogs must be 
 glimpse model (configs/stanford_dogs_glimpse.py) starts from this run's trunk.
 
 Expected: not yet run (the repository reports no pretraining accuracy).
+
+Expected on one H100, estimated from the FLOP and product counts of the train step (not measured:
+no GPU has been lent): 4.1–12 s per epoch of 10,800 images, 7 min to 20 min for the 100 epochs, by
+  python -m lpta.benchmark --config=configs/stanford_dogs_glimpse_trunk.py --estimate=h100 --epoch_examples=10800
 """
 
 from configs import common

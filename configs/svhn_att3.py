@@ -12,6 +12,10 @@ the paper here).
 Protocol: trains on the whole training split and reports the final test accuracy, as the
 paper did; no checkpoint is selected. --config.data.validation_split=5000 holds out the last
 5,000 training images to rank the best checkpoints instead.
+
+Expected on one H100, estimated from the FLOP and product counts of the train step (not measured:
+no GPU has been lent): 11–33 s per epoch of 73,257 images, 56 min to 2.8 h for the 300 epochs, by
+  python -m lpta.benchmark --config=configs/svhn_att3.py --estimate=h100 --epoch_examples=73257
 """
 
 from configs import ltpa

@@ -2,6 +2,7 @@
 
   python -m lpta.benchmark --config=configs/cifar100_att3.py [--steps=20] [--config.a.b=v]
   python -m lpta.benchmark --config=configs/quickstart.py --against=pytorch [--rounds=5]
+  python -m lpta.benchmark --config=configs/cifar100_att3.py --estimate=h100 [--epoch_examples=50000]
 
 Runs the real jitted train step of lpta.train (augmentation, forward, backward, SGD update, BN
 statistics) on random images of the config's data set shape, so no data set or TensorFlow is
@@ -78,11 +79,10 @@ USAGE = command_line.usage(
     "Times a config's real train step on synthetic images of its data set's shape (no data set "
     'needed): compile time, images/s (median over --steps steps) and peak memory, printed as '
     'JSON. --against=pytorch also times the same network written in PyTorch, in alternation, '
-    'and prints the ratio of images/s.',
+    'and prints the ratio of images/s. --estimate=h100 runs nothing and estimates the speed on '
+    'that chip from the FLOP count.',
     ['python -m lpta.benchmark --config=configs/cifar100_att3.py --steps=20',
-     'python -m lpta.benchmark --config=configs/quickstart.py --against=pytorch --rounds=5',
-     'python -m lpta.benchmark --config=configs/cifar100_att3.py --estimate=h100 '
-     '--epoch_examples=50000'],
+     'python -m lpta.benchmark --config=configs/quickstart.py --against=pytorch --rounds=5'],
     ['config', 'steps', 'against', 'rounds', 'estimate', 'epoch_examples'])
 
 

@@ -6,7 +6,7 @@ Command (on a machine with CIFAR-100 in TFDS and a GPU; not yet run):
 The paper configs, unchanged, seeds 0, 1, 2: VGG (configs/cifar100_vgg.py), VGG-att2-concat-pc
 (cifar100_att2.py), VGG-att3-concat-pc (cifar100_att3.py) and the same att3 with dot-product
 compatibility; each 300 epochs on the whole training split, the final test accuracy reported, as
-in the paper. On one H100, about 0.6 to 1.8 hours per att3 run (estimated in the configs'
+in the paper. On one H100, 38 min to 1.9 h per att3 run (estimated in the configs'
 docstrings; no GPU was lent). Published top-1 error (%): VGG 30.62, att2 24.18, att3-pc 22.97,
 att3-dp 23.89. The claims and their verdicts are ltpa_classification's, judged here on the
 paper's own data and scale.
