@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-time setup, one command, on a bare Debian/Ubuntu machine too: a virtualenv in .venv with
-# the locked environment (requirements.txt, requirements-torch.txt) and lpta (editable) and, on
-# Debian/Ubuntu, the Fashion-MNIST and tcmalloc packages. A second run changes nothing and is
-# fast. PYTHON=python3.x picks the interpreter (default python3); the lock is for Python 3.11.
+# the locked environment (requirements.txt, requirements-torch.txt, requirements-captum.txt) and
+# lpta (editable) and, on Debian/Ubuntu, the Fashion-MNIST and tcmalloc packages. A second run
+# changes nothing and is fast. PYTHON=python3.x picks the interpreter (default python3); the
+# lock is for Python 3.11.
 # Then: source .venv/bin/activate
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -90,6 +91,7 @@ if ! log="$(.venv/bin/python -m pip install --quiet --no-deps --timeout 20 --ret
     exit 1
   fi
 fi
+.venv/bin/python -m pip install --quiet --no-deps -r requirements-captum.txt
 # lpta itself, editable, so `import lpta` works from any folder (the pins above are its deps).
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 

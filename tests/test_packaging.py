@@ -3,9 +3,9 @@
 * Every third-party module that lpta/ (or main.py) imports, at the top of a module or inside a
   function, is a dependency of pyproject.toml or of one of its extras; the same for tests/ (the
   `test` extra). The source is parsed with `ast`, nothing is imported.
-* Every dependency (extras included) is pinned in the lock (requirements.txt and
-  requirements-torch.txt), at a version that satisfies it, and the lock is closed: what the
-  locked packages require is locked too.
+* Every dependency (extras included) is pinned in the lock (requirements.txt,
+  requirements-torch.txt and requirements-captum.txt), at a version that satisfies it, and the
+  lock is closed: what the locked packages require is locked too.
 * The version that setuptools resolves from pyproject.toml (dynamic, attr lpta.__version__) is
   lpta.__version__, read from the source without importing lpta or JAX.
 * LICENSE (Apache-2.0) and CITATION.cff exist, and CITATION.cff's version is lpta.__version__.
@@ -28,7 +28,7 @@ import pytest
 import lpta
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LOCK_FILES = ('requirements.txt', 'requirements-torch.txt')
+LOCK_FILES = ('requirements.txt', 'requirements-torch.txt', 'requirements-captum.txt')
 # The platform that the lock was made on (requirements.txt says so): markers are evaluated there.
 LOCK_ENVIRONMENT = dict(default_environment(), sys_platform='linux', platform_system='Linux',
                         platform_machine='x86_64', os_name='posix', python_version='3.11',
