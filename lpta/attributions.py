@@ -51,15 +51,21 @@ class Settings:
   chunk: int = 8
 
 
+def _explained_logits(run: runs.Run, arrays, classes, rng):
+  """pixels [B, H, W, C] -> f_{c_b}(x_b) per image [B]."""
+
+  def explained(pixels):
+    logits, _ = run.apply(arrays, pixels, rng)
+    return jnp.take_along_axis(logits, classes[:, None], axis=-1)[:, 0]
+
+  return explained
+
+
 def _logit_function(run: runs.Run, arrays, classes, rng):
   """pixels [B, H, W, C] -> Σ_b f_{c_b}(x_b) (examples are independent in inference mode, so
   its gradient is each example's own)."""
-
-  def total(pixels):
-    logits, _ = run.apply(arrays, pixels, rng)
-    return jnp.take_along_axis(logits, classes[:, None], axis=-1).sum()
-
-  return total
+  explained = _explained_logits(run, arrays, classes, rng)
+  return lambda pixels: explained(pixels).sum()
 
 
 def gradient(run: runs.Run, arrays, pixels, classes, rng) -> jax.Array:
@@ -93,11 +99,7 @@ def integrated_gradients(run: runs.Run, arrays, pixels, classes, rng,
 def completeness_error(run: runs.Run, arrays, pixels, classes, rng, attributions,
                        settings: Settings) -> jax.Array:
   """|Σ attributions − (f_c(x) − f_c(x̄))| per image [B]: how far the quadrature is from exact."""
-
-  def logits(inputs):
-    values, _ = run.apply(arrays, inputs, rng)
-    return jnp.take_along_axis(values, classes[:, None], axis=-1)[:, 0]
-
+  logits = _explained_logits(run, arrays, classes, rng)
   difference = logits(pixels) - logits(jnp.full_like(pixels, settings.baseline))
   return jnp.abs(attributions.sum(axis=(1, 2, 3)) - difference)
 
@@ -124,10 +126,7 @@ def occlusion_windows(height: int, width: int, window: int, stride: int) -> np.n
 
 def occlusion(run: runs.Run, arrays, pixels, classes, rng, settings: Settings) -> jax.Array:
   masks = occlusion_windows(*pixels.shape[1:3], settings.window, settings.stride)
-
-  def logits(inputs):
-    values, _ = run.apply(arrays, inputs, rng)
-    return jnp.take_along_axis(values, classes[:, None], axis=-1)[:, 0]
+  logits = _explained_logits(run, arrays, classes, rng)
 
   def occluded(mask):  # mask [H, W] -> f_c with the window set to the baseline [B]
     mask = mask[None, :, :, None]

@@ -138,17 +138,14 @@ class LptaStep:
   def compilations(self) -> int:
     return self.trainer.train_step._cache_size()  # pylint: disable=protected-access
 
-  def flops(self) -> float:
-    """XLA's FLOP count of one step on the global batch, from the lowered step (nothing runs)."""
+  def counts(self) -> tuple[float, int]:
+    """(XLA's FLOP count of one step on the global batch, its convolutions and matrix products,
+    forward and backward), from the step lowered once; nothing runs."""
     lowered = self.trainer.train_step.lower(self.state, self.metrics, self.batch,
                                             self.normalisation, self.rng, None)
-    return float(lowered.cost_analysis()['flops'])
-
-  def products(self) -> int:
-    """Convolutions and matrix products (forward and backward) of one step, nothing run."""
-    text = self.trainer.train_step.lower(self.state, self.metrics, self.batch,
-                                         self.normalisation, self.rng, None).as_text()
-    return text.count('stablehlo.convolution') + text.count('stablehlo.dot_general')
+    text = lowered.as_text()
+    return (float(lowered.cost_analysis()['flops']),
+            text.count('stablehlo.convolution') + text.count('stablehlo.dot_general'))
 
 
 def timed_steps(step, num_steps: int) -> list[float]:
@@ -202,7 +199,7 @@ def estimate(config, chip: str, epoch_examples: int | None) -> dict:
   """The speed of `config`'s train step on `chip` estimated from its FLOP and product counts (see
   the module docstring), fast and slow: step seconds = FLOP / (u · peak) + products · t."""
   step = LptaStep(config)
-  flops, products = step.flops(), step.products()
+  flops, products = step.counts()
   info = description(config, step.image_shape)
   del info['device']  # this machine's, not the chip's
   peak = PEAK_FLOPS[chip][info['dtype']]

@@ -15,7 +15,7 @@ def _config(batch_size):
 
 
 def test_the_train_steps_flops_grow_by_about_three_forward_passes_per_image():
-  flops = {size: benchmark.LptaStep(_config(size)).flops() for size in (8, 16, 24)}
+  flops = {size: benchmark.LptaStep(_config(size)).counts()[0] for size in (8, 16, 24)}
   # The update costs the same at every batch size: each 8 more images add the same count, but
   # for batch-wide reductions (a few operations per element of a statistic, < 1e-4 of it).
   per_image = (flops[16] - flops[8]) / 8
@@ -32,7 +32,7 @@ def test_the_train_steps_flops_grow_by_about_three_forward_passes_per_image():
 def test_the_estimate_adds_the_flops_at_a_share_of_peak_to_a_cost_per_product():
   config = _config(16)
   step = benchmark.LptaStep(config)
-  flops, products = step.flops(), step.products()
+  flops, products = step.counts()
   # Each product of the forward pass, again for its weights' gradient and, but for the first
   # convolution (the image needs no gradient), for its input's.
   forward = jax.jit(lambda images: step.state.apply_fn(
