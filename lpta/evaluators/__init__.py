@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from etils import epath
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -29,6 +30,7 @@ from lpta import data
 from lpta import maps
 from lpta import runs
 from lpta.data import batching
+from lpta.data import preprocessing
 from lpta.errors import ConfigError
 
 # Evaluator name -> class.
@@ -156,6 +158,19 @@ def map_function(run: runs.Run, kind: str, config: ml_collections.ConfigDict) ->
                            target=config.target, settings=map_settings(config))
 
 
+def compute_maps(run: runs.Run, compute: maps.MapFunction, arrays: Mapping[str, np.ndarray],
+                 config: ml_collections.ConfigDict,
+                 run_arrays: Mapping[str, Any] | None = None) -> np.ndarray:
+  """float32 [N, H, W]: the maps `compute` (map_function) gives the examples `arrays` ({'image':
+  uint8 [N, H, W, C], 'label': [N], ...}) in batches of `config.batch_size`, with the rng of
+  `config.seed` and the network's arrays `run_arrays` (default: run.arrays)."""
+  key = jax.random.key(config.seed)
+  run_arrays = run.arrays if run_arrays is None else run_arrays
+  return batched(lambda batch, _: compute(
+      run_arrays, preprocessing.to_unit_range(jnp.asarray(batch['image'])), batch['label'], key),
+                 arrays, config.batch_size)
+
+
 def register(evaluator_class: type[Evaluator]) -> type[Evaluator]:
   """Class decorator: makes `--eval=<name>` run it."""
   REGISTRY[evaluator_class.name] = evaluator_class
@@ -260,5 +275,6 @@ def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,
 # The built-in evaluators register themselves on import.
 from lpta.evaluators import localisation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import faithfulness  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.evaluators import randomisation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import robustness  # pylint: disable=g-import-not-at-top,wrong-import-position

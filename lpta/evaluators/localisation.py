@@ -26,15 +26,12 @@ kind in the map kinds and 'centre'. Files: scores.png (the metrics side by side)
 (maps, their boxes in red, the object's box in green), per_example.csv.
 """
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
 from lpta import config_fields as cf
 from lpta import evaluators
 from lpta import runs
-from lpta.data import preprocessing
 
 METRICS = ('pointing', 'energy', 'box_iou', 'box_accuracy', 'jaccard')
 CENTRE = 'centre'
@@ -146,7 +143,8 @@ class Localisation(evaluators.Evaluator):
     boxes = arrays['box'] if 'box' in arrays else np.stack([bounding_box(m) for m in foreground])
     masks = arrays['segmentation'].astype(bool) if 'segmentation' in arrays else np.stack(
         [f & box_mask(b, height, width) for f, b in zip(foreground, boxes)])
-    all_maps = {kind: self._maps(run, kind, arrays) for kind in config.maps}
+    all_maps = {kind: evaluators.compute_maps(run, evaluators.map_function(run, kind, config),
+                                              arrays, config) for kind in config.maps}
     centre = centre_prior(height, width)
     centre_point = (height // 2, width // 2)
     per_example = {kind: [scores(m, b, s, config) for m, b, s in zip(kind_maps, boxes, masks)]
@@ -163,17 +161,6 @@ class Localisation(evaluators.Evaluator):
     output.save_figure(_examples_figure(images, boxes, {**all_maps, CENTRE: np.broadcast_to(
         centre, (len(images), height, width))}, config), 'examples.png')
     return results
-
-  def _maps(self, run: runs.Run, kind: str, arrays) -> np.ndarray:
-    """float32 [N, H, W] maps of `kind` for the examples, in batches."""
-    config = self.config
-    compute = evaluators.map_function(run, kind, config)
-    key = jax.random.key(config.seed)
-    return evaluators.batched(
-        lambda batch, _: compute(
-            run.arrays, preprocessing.to_unit_range(jnp.asarray(batch['image'])),
-            batch['label'], key), arrays, config.batch_size)
-
 
 def _scores_figure(results, kinds):
   from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
