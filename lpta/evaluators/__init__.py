@@ -275,6 +275,7 @@ def evaluate_run(run: runs.Run, name: str, config: ml_collections.ConfigDict,
 # The built-in evaluators register themselves on import.
 from lpta.evaluators import localisation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import faithfulness  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.evaluators import complexity  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import randomisation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import robustness  # pylint: disable=g-import-not-at-top,wrong-import-position
