@@ -250,3 +250,75 @@ def test_run_dependent_errors(tmp_path):
     evaluators.evaluate_run(run, 'deletion_insertion', _config(maps=('attention',), steps=4))
   with pytest.raises(ConfigError, match='--eval.steps=17 exceeds the 16 pixels'):
     evaluators.evaluate_run(run, 'deletion_insertion', _config(steps=17))
+
+
+def _linear_run(tmp_path, **model_fields):
+  weights = np.random.default_rng(3).uniform(.1, 1., (4, 4))
+  data_config = _synthetic_data_config()
+  data_config.update(synthetic_image_shape=(4, 4, 1), synthetic_num_classes=2)
+  return toy_run(LinearEvidence(tuple(map(tuple, weights)), **model_fields), (4, 4, 1), 2,
+                 tmp_path, maps='map', data_config=data_config), weights
+
+
+def _correlation_config(**fields):
+  config = faithfulness.FaithfulnessCorrelation.default_config()
+  config.update(dict(batch_size=4, subsets=20, subset_size=5, map_chunk=3), **fields)
+  return config
+
+
+def test_subset_masks_have_the_size_and_depend_on_seed_and_index_only():
+  key = jax.random.key(0)
+  masks = np.asarray(faithfulness.subset_masks(key, jnp.array([3, 7]), 16, 5, 4))
+  assert masks.shape == (2, 5, 16) and (masks.sum(-1) == 4).all()
+  again = np.asarray(faithfulness.subset_masks(key, jnp.array([7]), 16, 5, 4))
+  np.testing.assert_array_equal(again[0], masks[1])
+  assert not np.array_equal(masks[0], masks[1])
+
+
+def test_the_logit_drops_of_a_linear_model_are_its_evidence_on_the_subset(tmp_path):
+  run, weights = _linear_run(tmp_path)
+  config = _correlation_config(baseline=.25)
+  images = np.random.default_rng(4).integers(0, 256, (3, 4, 4, 1)).astype(np.uint8)
+  indices = jnp.arange(3)
+  attributed, drops = faithfulness.subset_function(run, 'attention', config)(
+      run.arrays, jnp.asarray(images), jnp.zeros(3, jnp.int32), indices)
+  masks = np.asarray(faithfulness.subset_masks(jax.random.fold_in(jax.random.key(0), 1),
+                                               indices, 16, 20, 5))
+  pixels = images[..., 0].reshape(3, 1, 16) / 255.
+  flat_weights = weights.reshape(1, 1, 16)
+  # logit 0 = Σ w x: setting S to b lowers it by Σ_S w (x − b); class 0 is predicted (w, x ≥ 0).
+  np.testing.assert_allclose(drops, (masks * flat_weights * (pixels - .25)).sum(-1), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(attributed, (masks * flat_weights / weights.max()).sum(-1),
+                             rtol=1e-5)
+
+
+def test_gradient_times_input_of_a_linear_model_is_perfectly_faithful(tmp_path):
+  run, _ = _linear_run(tmp_path)
+  config = _correlation_config(maps=('gradient_x_input', 'attention'))
+  results = evaluators.evaluate_run(run, 'faithfulness_correlation', config)
+  assert sorted(results) == ['faithfulness_correlation_attention',
+                             'faithfulness_correlation_gradient_x_input',
+                             'faithfulness_correlation_random']
+  # Its map is w ⊙ x / max, and the drop is Σ_S w x: the correlation is 1 for every image.
+  assert results['faithfulness_correlation_gradient_x_input'] == pytest.approx(1., abs=1e-5)
+  # The learned map w ignores x: less faithful than w ⊙ x, and random maps less still.
+  assert results['faithfulness_correlation_attention'] < 1 - 1e-3
+  rows = _read_csv(tmp_path / 'eval' / 'faithfulness_correlation' / 'per_example.csv')
+  assert len(rows) == 6
+  for name, value in results.items():
+    assert value == pytest.approx(np.mean([float(row[name]) for row in rows]))
+
+
+def test_a_constant_map_has_zero_faithfulness_correlation(tmp_path):
+  run = toy_run(TinyConvNet(num_classes=3, constant_map=True), (8, 8, 3), 3, tmp_path,
+                maps='map', data_config=_synthetic_data_config())
+  results = evaluators.evaluate_run(run, 'faithfulness_correlation',
+                                    _correlation_config(maps=('attention',)))
+  assert results['faithfulness_correlation_attention'] == 0.
+
+
+def test_faithfulness_correlation_refuses_subsets_larger_than_the_image(tmp_path):
+  run, _ = _linear_run(tmp_path)
+  with pytest.raises(ConfigError, match='--eval.subset_size=17 exceeds the 16 pixels'):
+    evaluators.evaluate_run(run, 'faithfulness_correlation', _correlation_config(subset_size=17))

@@ -1,7 +1,9 @@
-"""Whether a run's maps show what its decision rests on: deletion and insertion (RISE protocol).
+"""Whether a run's maps show what its decision rests on: deletion and insertion (RISE protocol),
+and faithfulness correlation (FaithfulnessCorrelation's docstring).
 
   python -m lpta.evaluate --workdir=W --eval=deletion_insertion \
       [--eval.maps="('attention','gradcam')" --eval.steps=28 --eval.blur_sigma=2]
+  python -m lpta.evaluate --workdir=W --eval=faithfulness_correlation [--eval.subsets=100]
 
 Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box Models",
 BMVC 2018. For each map kind of `maps` (lpta.maps: 'attention', 'activation', 'gradcam') and for
@@ -38,9 +40,11 @@ import numpy as np
 
 from lpta import config_fields as cf
 from lpta import evaluators
+from lpta import maps
 from lpta import runs
 from lpta.data import preprocessing
 from lpta.errors import ConfigError
+from lpta.evaluators import randomisation
 
 RANDOM = 'random'  # the random-order baseline, computed with every map kind
 CURVES = ('deletion', 'insertion')
@@ -247,3 +251,95 @@ def _curves_figure(mean_curves: dict[str, dict[str, np.ndarray]], results: dict[
     axis.legend()
   panels[0].set_ylabel('probability of the predicted class')
   return figure
+
+
+def subset_masks(key: jax.Array, indices: jax.Array, num_pixels: int, subsets: int,
+                 size: int) -> jax.Array:
+  """bool [B, subsets, num_pixels]: for each example index, `subsets` random sets of `size`
+  pixels, drawn with fold_in(key, index) (independent of the batch)."""
+
+  def masks(index):
+    keys = jax.random.split(jax.random.fold_in(key, index), subsets)
+    chosen = jax.vmap(lambda k: jax.random.permutation(k, num_pixels)[:size])(keys)
+    return jnp.zeros((subsets, num_pixels), bool).at[
+        jnp.arange(subsets)[:, None], chosen].set(True)
+
+  return jax.vmap(masks)(indices)
+
+
+def subset_function(run: runs.Run, order: str, config: ml_collections.ConfigDict):
+  """A jitted function (arrays, images, labels, indices) -> (attributed, drops), each float32
+  [B, subsets]: Σ_{i∈S} m_i of the `order` map kind (uniform random values for RANDOM) and
+  f_c(x) − f_c(x with S set to `baseline`), c the target class, for each random subset S of
+  `subset_size` pixels (FaithfulnessCorrelation's docstring)."""
+  compute_map = None if order == RANDOM else evaluators.map_function(run, order, config)
+  key = jax.random.key(config.seed)
+  model_rng, subset_key, random_key = (jax.random.fold_in(key, index) for index in range(3))
+
+  def subsets(arrays, images, labels, indices):
+    pixels = preprocessing.to_unit_range(images)
+    batch, height, width, _ = pixels.shape
+    logits, _ = run.apply(arrays, pixels, model_rng)
+    classes = maps.target_classes(logits, labels, config.target)[:, None]
+    if compute_map is None:
+      values = jax.vmap(lambda index: jax.random.uniform(jax.random.fold_in(random_key, index),
+                                                         (height * width,)))(indices)
+    else:
+      values = compute_map(arrays, pixels, labels, model_rng).reshape(batch, -1)
+    masks = subset_masks(subset_key, indices, height * width, config.subsets,
+                         config.subset_size)
+    attributed = jnp.sum(masks * values[:, None], axis=-1)
+
+    def dropped_logit(mask):  # mask [B, H·W] -> f_c [B] with those pixels at the baseline
+      removed = jnp.where(mask.reshape(batch, height, width, 1), jnp.float32(config.baseline),
+                          pixels)
+      return jnp.take_along_axis(run.apply(arrays, removed, model_rng)[0], classes, -1)[:, 0]
+
+    dropped = jax.lax.map(dropped_logit, masks.transpose(1, 0, 2), batch_size=config.map_chunk)
+    drops = jnp.take_along_axis(logits, classes, -1) - dropped.T
+    return attributed, drops.astype(jnp.float32)
+
+  return jax.jit(subsets)
+
+
+@evaluators.register
+class FaithfulnessCorrelation(evaluators.Evaluator):
+  """Faithfulness correlation (Bhatt, Weller & Moura, "Evaluating and Aggregating Feature-based
+  Model Explanations", IJCAI 2020, Eq. 2): per example, over `subsets` random sets S of
+  `subset_size` pixels (all channels of a pixel together), the Pearson correlation of the map's
+  mass on S, Σ_{i∈S} m_i, with the fall of the explained logit when S is set to `baseline`,
+  f_c(x) − f_c(x_S); c is the `target` class. Results: `faithfulness_correlation_<kind>` for
+  each map kind and for uniform random maps ('random', the baseline), means over the examples
+  (higher is more faithful; a constant map gives 0). Files: per_example.csv."""
+  name = 'faithfulness_correlation'
+
+  fields = cf.with_defaults(evaluators.Evaluator.fields, max_examples=500) + (
+      evaluators.MAP_FIELDS + (
+          cf.Field('subsets', 100, 'Random pixel sets per example.', cf.integer(2)),
+          cf.Field('subset_size', 40, 'Pixels per set (about 5% of a 28 × 28 image).',
+                   cf.POSITIVE_INTEGER),
+          cf.Field('baseline', 0., 'The value in [0, 1] removed pixels take (0: black).',
+                   cf.number(0, 1)),
+      ))
+
+  def evaluate(self, run: runs.Run, output: evaluators.Output) -> dict[str, float]:
+    config = self.config
+    num_pixels = run.image_shape[0] * run.image_shape[1]
+    if config.subset_size > num_pixels:
+      raise ConfigError(f'--eval.subset_size={config.subset_size} exceeds the {num_pixels} '
+                        f'pixels of an image; use at most {num_pixels}.')
+    examples = evaluators.examples(run, config)
+    labels = examples['label']
+    arrays = {'image': examples['image'], 'label': labels, 'index': np.arange(len(labels))}
+    correlations = {}
+    for order in (*config.maps, RANDOM):
+      function = subset_function(run, order, config)
+      attributed, drops = evaluators.batched(
+          lambda batch, _, function=function: function(run.arrays, batch['image'],
+                                                       batch['label'], batch['index']),
+          arrays, config.batch_size)
+      correlations[f'faithfulness_correlation_{order}'] = randomisation.pearson(
+          np.asarray(attributed, np.float64), np.asarray(drops, np.float64))
+    output.write_csv('per_example.csv', {'example': np.arange(len(labels)), 'label': labels,
+                                         **correlations})
+    return {name: float(values.mean()) for name, values in correlations.items()}
