@@ -67,15 +67,38 @@ def trained_params():
   return params
 
 
-def test_kernel_layers_are_the_modules_with_kernels_in_creation_order():
+class Unsorted(nn.Module):
+  """Layers whose names sort in another order than the one they are called in, one nested."""
+
+  @nn.compact
+  def __call__(self, images, *, train):
+    del train
+    x = nn.Conv(2, (3, 3), name='zeta')(images)
+    x = Block(name='beta')(x)
+    return nn.Dense(2, name='alpha')(x.reshape(len(x), -1)), {}
+
+
+class Block(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Conv(2, (1, 1), name='second')(nn.relu(nn.Conv(2, (1, 1), name='first')(x)))
+
+
+def test_kernel_layers_are_the_modules_with_kernels():
   params = {'conv1': {'kernel': 1, 'bias': 2}, 'norm': {'scale': 3},
             'block': {'inner': {'kernel': 4}, 'proj': {'kernel': 5, 'bias': 6}},
             'logits': {'kernel': 7}}
   assert randomisation.kernel_layers(params) == [
       ('conv1',), ('block', 'inner'), ('block', 'proj'), ('logits',)]
-  network = ToyNet().init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 1)), train=False)
-  assert randomisation.kernel_layers(network['params']) == [
-      ('conv1',), ('conv2',), ('hidden',), ('logits',)]
+
+
+def test_layers_come_in_the_order_the_forward_pass_calls_them(tmp_path):
+  run = toy_runs.toy_run(Unsorted(), (4, 4, 1), 2, tmp_path)
+  layers = randomisation.kernel_layers(run.variables['params'])
+  assert sorted(layers) == [('alpha',), ('beta', 'first'), ('beta', 'second'), ('zeta',)]
+  assert randomisation.forward_order(run, sorted(layers)) == [
+      ('zeta',), ('beta', 'first'), ('beta', 'second'), ('alpha',)]
 
 
 def test_with_layers_from_takes_exactly_the_named_modules_from_the_fresh_tree():

@@ -5,8 +5,8 @@
 
 Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim, "Sanity Checks for Saliency Maps", NeurIPS
 2018, §3. The layers are the modules of the network that hold a 'kernel' (convolutions, dense
-layers, the attention estimators' projections), in the order the network creates them, which for
-lpta's networks is their forward order: the top layer is the last one. A layer is randomised by
+layers, the attention estimators' projections), in the order a forward pass calls them: the top
+layer is the last one called. A layer is randomised by
 giving it (kernel, bias and any other parameter of that module) the values that a fresh
 initialisation of the network with `seed` gives it; every other parameter and the batch
 statistics keep their trained values.
@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from absl import logging
+import flax.linen as nn
 import flax.traverse_util
 import jax
 import jax.numpy as jnp
@@ -58,8 +59,7 @@ _FIGURE_COLUMNS = 8  # of maps.png: the trained map and up to 7 steps of the cas
 
 
 def kernel_layers(params: Mapping[str, Any]) -> list[Path]:
-  """The paths of the modules of `params` (a nested dict in creation order) that hold a
-  'kernel', in that order."""
+  """The paths of the modules of `params` (a nested dict) that hold a 'kernel'."""
   paths = []
 
   def visit(tree, path):
@@ -71,6 +71,23 @@ def kernel_layers(params: Mapping[str, Any]) -> list[Path]:
 
   visit(params, ())
   return paths
+
+
+def forward_order(run: runs.Run, layers: Sequence[Path]) -> list[Path]:
+  """`layers` in the order the network calls them on an image (the order in which their calls
+  begin, seen by flax.linen.intercept_methods; only shapes are computed). Layers the forward
+  pass does not call come last, in the given order."""
+  called = []
+
+  def record(next_function, args, kwargs, context):
+    if context.method_name == '__call__' and context.module.path not in called:
+      called.append(context.module.path)
+    return next_function(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda: run.apply(run.arrays, jnp.zeros((1, *run.image_shape))))
+  rank = {path: index for index, path in enumerate(called)}
+  return sorted(layers, key=lambda layer: rank.get(tuple(layer), len(rank)))
 
 
 def with_layers_from(params: Mapping[str, Any], fresh: Mapping[str, Any],
@@ -172,7 +189,7 @@ class ParameterRandomisation(evaluators.Evaluator):
       raise ConfigError(f'--eval.hog_cell={config.hog_cell} leaves fewer than 2 HOG cells on '
                         f'the {height}×{width} maps; use at most {min(height, width) // 2}.')
     fresh = fresh_params(run, config.seed)
-    layers = kernel_layers(fresh)
+    layers = forward_order(run, kernel_layers(fresh))
     if not layers:
       raise ConfigError(f'{run.description()} has no layer with a kernel to randomise.')
     examples = evaluators.examples(run, config)
@@ -254,7 +271,7 @@ def _maps_figure(images, trained, cascade, layers, kinds):
     image = images[example]
     axes[row, 0].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap='gray')
     panels = [('trained', trained[kind][example])] + [
-        (f'to {top_down[step][-1]}', cascade[step][kind][example]) for step in steps]
+        (f'to {"/".join(top_down[step][-2:])}', cascade[step][kind][example]) for step in steps]
     for column, (title, saliency) in enumerate(panels, start=1):
       axes[row, column].imshow(min_max_scaled(np.asarray(saliency)[None])[0], cmap='jet',
                                vmin=0, vmax=1)
