@@ -233,3 +233,17 @@ def test_maps_too_small_for_two_hog_cells_are_refused(tmp_path):
   with pytest.raises(ConfigError, match='--eval.hog_cell=5 leaves fewer than 2 HOG cells on the '
                      '8×8 maps; use at most 4'):
     evaluators.evaluate_run(run, 'parameter_randomisation', config)
+
+
+def test_only_the_modes_asked_for_run(tmp_path, trained_params):
+  data_config = _synthetic_data_config()
+  data_config.update(synthetic_image_shape=(SIZE, SIZE, 1), synthetic_num_classes=CLASSES)
+  run = toy_runs.toy_run(ToyNet(), (SIZE, SIZE, 1), CLASSES, tmp_path,
+                         variables={'params': trained_params}, data_config=data_config)
+  config = randomisation.ParameterRandomisation.default_config()
+  config.update(maps=('gradient',), modes=('independent',))
+  results = evaluators.evaluate_run(run, 'parameter_randomisation', config)
+  assert sorted(results) == sorted(['layers', *(
+      f'independent_{k:02d}_{metric}_gradient' for k in range(1, 5)
+      for metric in randomisation.METRICS)])
+  assert not (tmp_path / 'eval' / 'parameter_randomisation' / 'maps.png').exists()

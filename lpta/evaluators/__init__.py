@@ -277,5 +277,6 @@ from lpta.evaluators import localisation  # pylint: disable=g-import-not-at-top,
 from lpta.evaluators import faithfulness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import complexity  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import randomisation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lpta.evaluators import explanations  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lpta.evaluators import robustness  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -26,11 +26,12 @@ the weights: the report flags it (`insensitive_<kind>` = 1 when the mean spearma
 randomised network is above `insensitive_above`). The maps explain the label of each example
 (`target`, default 'label'), so that the trained and the randomised network explain one class.
 
-Results (means over the examples): `<mode>_<k>_<metric>_<kind>` for each mode (cascading,
-independent), k (1 for the top layer, 2 digits), metric and kind; `randomised_<metric>_<kind>`,
-the cascade with every layer randomised; `insensitive_<kind>` (0 or 1); `layers`, L. Files:
+Results (means over the examples): `<mode>_<k>_<metric>_<kind>` for each mode of `modes`
+(cascading, independent), k (1 for the top layer, 2 digits), metric and kind; `randomised_<metric>_<kind>`,
+the cascade with every layer randomised, and `insensitive_<kind>` (0 or 1), when `modes` holds
+the cascade; `layers`, L. Files:
 similarity.png (each metric against k, per mode and kind), similarity.csv (mode, k, layer, kind,
-metric, mean, sd) and maps.png (the first examples' maps along the cascade).
+metric, mean, sd) and, with the cascade, maps.png (the first examples' maps along it).
 """
 
 from collections.abc import Mapping, Sequence
@@ -178,6 +179,10 @@ class ParameterRandomisation(evaluators.Evaluator):
       cf.with_defaults(evaluators.MAP_FIELDS, target='label') + (
           cf.Field('hog_cell', 4, 'The side of a HOG cell, in map pixels (a map needs at least '
                    '2 cells a side).', cf.POSITIVE_INTEGER, hint='(pixels)'),
+          cf.Field('modes', MODES, f'The randomisations to run, among {", ".join(MODES)}.',
+                   cf.Check(f'must be distinct modes of {", ".join(MODES)}', lambda modes: (
+                       isinstance(modes, tuple) and 0 < len(set(modes)) == len(modes)
+                       and set(modes) <= set(MODES)))),
           cf.Field('insensitive_above', .5, 'Flag a map kind whose mean spearman with the '
                    'fully randomised network is above this.', cf.number(-1, 1)),
       ))
@@ -203,7 +208,7 @@ class ParameterRandomisation(evaluators.Evaluator):
 
     trained = all_maps(run.variables['params'])
     rows, results, cascade = [], {}, []
-    steps = randomisations(layers)
+    steps = [step for step in randomisations(layers) if step[0] in config.modes]
     for index, (mode, k, randomised) in enumerate(steps):
       logging.info('parameter_randomisation: %s %d of %d (%s), %d of %d', mode, k, len(layers),
                    '/'.join(randomised[-1]), index + 1, len(steps))
@@ -217,30 +222,38 @@ class ParameterRandomisation(evaluators.Evaluator):
           rows.append({'mode': mode, 'k': k, 'layer': '/'.join(randomised[-1]), 'kind': kind,
                        'metric': metric, 'mean': float(per_example.mean()),
                        'sd': float(per_example.std())})
-    for kind in config.maps:
-      for metric in METRICS:
-        results[f'randomised_{metric}_{kind}'] = results[
-            f'cascading_{len(layers):02d}_{metric}_{kind}']
-      results[f'insensitive_{kind}'] = float(
-          results[f'randomised_spearman_{kind}'] > config.insensitive_above)
-      if results[f'insensitive_{kind}']:
-        logging.warning('parameter_randomisation: %s maps of %s hardly change when every layer '
-                        'is randomised (mean rank correlation %.2f): they do not read the '
-                        'weights.', kind, run.workdir, results[f'randomised_spearman_{kind}'])
     results['layers'] = float(len(layers))
     output.write_csv('similarity.csv', {name: [row[name] for row in rows] for name in rows[0]})
     output.save_figure(_similarity_figure(rows, config.maps, len(layers)), 'similarity.png')
-    output.save_figure(_maps_figure(examples['image'], trained, cascade, layers, config.maps),
-                       'maps.png')
+    if cascade:
+      results.update(self._flags(results, len(layers), run.workdir))
+      output.save_figure(_maps_figure(examples['image'], trained, cascade, layers, config.maps),
+                         'maps.png')
     return results
+
+  def _flags(self, results: dict[str, float], num_layers: int, workdir: str) -> dict[str, float]:
+    """randomised_<metric>_<kind> (the full cascade) and insensitive_<kind> of each kind."""
+    flags = {}
+    for kind in self.config.maps:
+      for metric in METRICS:
+        flags[f'randomised_{metric}_{kind}'] = results[
+            f'cascading_{num_layers:02d}_{metric}_{kind}']
+      flags[f'insensitive_{kind}'] = float(
+          flags[f'randomised_spearman_{kind}'] > self.config.insensitive_above)
+      if flags[f'insensitive_{kind}']:
+        logging.warning('parameter_randomisation: %s maps of %s hardly change when every layer '
+                        'is randomised (mean rank correlation %.2f): they do not read the '
+                        'weights.', kind, workdir, flags[f'randomised_spearman_{kind}'])
+    return flags
 
 
 def _similarity_figure(rows, kinds, num_layers):
   """One panel per metric and mode: the mean similarity of each kind against k."""
   from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
-  figure = mpl_figure.Figure(figsize=(3.2 * len(METRICS), 5.6))
-  axes = figure.subplots(len(MODES), len(METRICS), sharex=True, sharey=True, squeeze=False)
-  for row_index, mode in enumerate(MODES):
+  figure = mpl_figure.Figure(figsize=(3.2 * len(METRICS), 5.6))  # at most 2 rows
+  modes = list(dict.fromkeys(row['mode'] for row in rows))
+  axes = figure.subplots(len(modes), len(METRICS), sharex=True, sharey=True, squeeze=False)
+  for row_index, mode in enumerate(modes):
     for column, metric in enumerate(METRICS):
       axis = axes[row_index, column]
       for kind in kinds:
@@ -251,7 +264,7 @@ def _similarity_figure(rows, kinds, num_layers):
       axis.set_ylim(-1.05, 1.05)
       axis.set_xticks(range(1, num_layers + 1, max(1, num_layers // 8)))
       axis.set_title(f'{mode}: {metric}')
-      if row_index == len(MODES) - 1:
+      if row_index == len(modes) - 1:
         axis.set_xlabel('layers randomised from the top' if mode == 'cascading'
                         else 'layer randomised (1: top)')
   axes[0, 0].legend()
