@@ -84,7 +84,8 @@ def test_evaluate_without_eval_is_one_line(tmp_path):
   line = _one_line_error(_command('lpta.evaluate', f'--workdir={tmp_path}'))
   assert line == ('error: give --workdir=<a trained run> and --eval=<evaluator>, e.g. python -m '
                   'lpta.evaluate --workdir=runs/quickstart --eval=fgsm; evaluators: '
-                  'deletion_insertion, fgsm, localisation, pgd, probe.')
+                  'complexity, deletion_insertion, explanations, faithfulness_correlation, fgsm, '
+                  'localisation, parameter_randomisation, pgd, probe.')
 
 
 @pytest.mark.parametrize('name, args', [

@@ -45,6 +45,7 @@ DISTRIBUTIONS = {
     'google.cloud.storage': {'google-cloud-storage'},
     'orbax': {'orbax-checkpoint'},
     'sklearn': {'scikit-learn'},
+    'skimage': {'scikit-image'},
     'tensorflow': {'tensorflow', 'tensorflow-cpu'},
     'yaml': {'pyyaml'},
 }
