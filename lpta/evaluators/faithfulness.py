@@ -54,6 +54,14 @@ CURVES = ('deletion', 'insertion')
 CurveFunction = Callable[..., dict[str, jax.Array]]
 
 
+def _check_at_most_pixels(run: runs.Run, field: str, value: int) -> None:
+  """ConfigError unless `value` (of --eval.<field>) is at most the pixels of the run's images."""
+  num_pixels = run.image_shape[0] * run.image_shape[1]
+  if value > num_pixels:
+    raise ConfigError(f'--eval.{field}={value} exceeds the {num_pixels} pixels of an image; use '
+                      f'at most {num_pixels}.')
+
+
 def pixel_counts(num_pixels: int, steps: int) -> np.ndarray:
   """int [steps + 1]: k_s = ⌊s·num_pixels / steps⌋, the pixels changed after step s."""
   return np.arange(steps + 1) * num_pixels // steps
@@ -187,10 +195,7 @@ class DeletionInsertion(evaluators.Evaluator):
 
   def evaluate(self, run: runs.Run, output: evaluators.Output) -> dict[str, float]:
     config = self.config
-    num_pixels = run.image_shape[0] * run.image_shape[1]
-    if config.steps > num_pixels:
-      raise ConfigError(f'--eval.steps={config.steps} exceeds the {num_pixels} pixels of an '
-                        f'image; use at most {num_pixels}.')
+    _check_at_most_pixels(run, 'steps', config.steps)
     orders = (*config.maps, RANDOM)
     functions = {order: curve_function(run, order, config) for order in orders}
     examples = evaluators.examples(run, config)
@@ -324,10 +329,7 @@ class FaithfulnessCorrelation(evaluators.Evaluator):
 
   def evaluate(self, run: runs.Run, output: evaluators.Output) -> dict[str, float]:
     config = self.config
-    num_pixels = run.image_shape[0] * run.image_shape[1]
-    if config.subset_size > num_pixels:
-      raise ConfigError(f'--eval.subset_size={config.subset_size} exceeds the {num_pixels} '
-                        f'pixels of an image; use at most {num_pixels}.')
+    _check_at_most_pixels(run, 'subset_size', config.subset_size)
     examples = evaluators.examples(run, config)
     labels = examples['label']
     arrays = {'image': examples['image'], 'label': labels, 'index': np.arange(len(labels))}
